@@ -1,0 +1,75 @@
+import { mkdir } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
+import pg from 'pg'
+import type { Logger } from 'pino'
+import type { Settings } from '../config/settings.js'
+
+export interface Database {
+  readonly kind: 'postgres' | 'pglite'
+  readonly pool: pg.Pool
+  /** Named prepared statements live in one backend session, which PGlite shares between connections. */
+  readonly preparesStatements: boolean
+  close(): Promise<void>
+}
+
+// The `pg` driver would turn int8 into strings; every bigint this service reads is a count.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10))
+
+function poolOptions(settings: Settings['database']): pg.PoolConfig {
+  return {
+    max: settings.poolMax,
+    connectionTimeoutMillis: settings.connectTimeoutMs,
+    statement_timeout: settings.statementTimeoutMs,
+    query_timeout: settings.statementTimeoutMs + 1000,
+    idle_in_transaction_session_timeout: settings.statementTimeoutMs,
+    keepAlive: true,
+    application_name: 'fullstack-app',
+  }
+}
+
+function watchPool(pool: pg.Pool, logger: Logger): void {
+  pool.on('error', (error) => logger.warn({ err: error }, 'idle database connection lost'))
+}
+
+async function openPostgres(url: string, settings: Settings['database'], logger: Logger): Promise<Database> {
+  const pool = new pg.Pool({ connectionString: url, ...poolOptions(settings) })
+  watchPool(pool, logger)
+  return { kind: 'postgres', pool, preparesStatements: true, close: () => pool.end() }
+}
+
+async function openPglite(settings: Settings['database'], logger: Logger): Promise<Database> {
+  const dataDir = resolve(settings.dataDir)
+  await mkdir(dataDir, { recursive: true })
+  const engine = await PGlite.create(dataDir)
+  // PGlite is one backend: a single client keeps statements in order; spare server slots let the
+  // pool replace a client the socket server dropped (it closes a connection after an SQL error).
+  const server = new PGLiteSocketServer({ db: engine, host: '127.0.0.1', port: 0, maxConnections: 4 })
+  await server.start()
+  const [host, port] = server.getServerConn().split(':')
+  const pool = new pg.Pool({
+    host,
+    port: Number(port),
+    user: 'postgres',
+    database: 'postgres',
+    ...poolOptions(settings),
+    max: 1,
+  })
+  watchPool(pool, logger)
+  logger.info({ dataDir }, 'using embedded PGlite database (development and demos only)')
+  return {
+    kind: 'pglite',
+    pool,
+    preparesStatements: false,
+    async close() {
+      await pool.end()
+      await server.stop()
+      await engine.close()
+    },
+  }
+}
+
+export function openDatabase(settings: Settings['database'], logger: Logger): Promise<Database> {
+  return settings.url ? openPostgres(settings.url, settings, logger) : openPglite(settings, logger)
+}

@@ -1,0 +1,40 @@
+import type { FastifyPluginAsync } from 'fastify'
+import { Type } from 'typebox'
+import type { Database } from '../database/database.js'
+import { migrationsTable } from '../database/migrations.js'
+import { HttpProblem } from './problem.js'
+
+export interface HealthOptions {
+  database: Database
+  latestMigration: string
+}
+
+const Status = Type.Object({ status: Type.String() })
+
+export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { database, latestMigration }) => {
+  app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is alive', response: { 200: Status } } }, () => ({
+    status: 'ok',
+  }))
+
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'The database is reachable and migrated',
+        response: { 200: Type.Object({ status: Type.String(), database: Type.String() }) },
+      },
+    },
+    async () => {
+      let migrated: boolean
+      try {
+        const result = await database.pool.query(`SELECT 1 FROM ${migrationsTable} WHERE name = $1`, [latestMigration])
+        migrated = result.rowCount === 1
+      } catch {
+        throw new HttpProblem(503, 'The database cannot be reached.', '/problems/not-ready', { 'retry-after': '2' })
+      }
+      if (!migrated) throw new HttpProblem(503, 'The database is not migrated.', '/problems/not-ready')
+      return { status: 'ready', database: database.kind }
+    },
+  )
+}

@@ -1,0 +1,32 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import type { FastifyRequest } from 'fastify'
+import { pino, type Logger, type LoggerOptions } from 'pino'
+
+const acceptedRequestId = /^[\w.:@-]{1,128}$/
+
+/** Keeps a caller's X-Request-Id when it is a plain token, so one id follows a request across services. */
+export function requestId(request: IncomingMessage): string {
+  const incoming = request.headers['x-request-id']
+  return typeof incoming === 'string' && acceptedRequestId.test(incoming) ? incoming : randomUUID()
+}
+
+/** Emails are personal data: they stay out of the logs, query strings included. */
+export function withoutPersonalData(url: string): string {
+  return url.replace(/([?&]email=)[^&]*/gi, '$1[redacted]')
+}
+
+export function createLogger(level: string): Logger {
+  const options: LoggerOptions = {
+    level,
+    redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
+    serializers: {
+      req: (request: FastifyRequest) => ({
+        method: request.method,
+        url: withoutPersonalData(request.url),
+        remoteAddress: request.ip,
+      }),
+    },
+  }
+  return pino(options)
+}

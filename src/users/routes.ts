@@ -1,0 +1,144 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { Type } from 'typebox'
+import { notFound, validationProblem } from '../http/problem.js'
+import type { UsersRepository } from './repository.js'
+import { ListQuery, NewUser, User, UserChanges, UserList, UserParams } from './schemas.js'
+
+const problem = Type.Unsafe({ $ref: 'Problem#' })
+const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, problem]))
+
+const userNotFound = (id: number) => notFound(`User ${id} does not exist.`)
+
+const decimalId = /^[0-9]{1,10}$/
+
+/**
+ * Ids are written in decimal digits only (the validator would also read `1e3` or `0x10` as numbers).
+ * Names and emails are compared and stored trimmed, emails lower-cased.
+ */
+async function normalizeUserRequest(request: FastifyRequest): Promise<void> {
+  const { id } = request.params as { id?: string }
+  if (id !== undefined && !decimalId.test(id)) {
+    throw validationProblem([{ in: 'params', pointer: '/id', detail: 'must be a positive 32-bit integer' }])
+  }
+  const body = request.body
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return
+  const fields = body as Record<string, unknown>
+  if (typeof fields.name === 'string') fields.name = fields.name.trim()
+  if (typeof fields.email === 'string') fields.email = fields.email.trim().toLowerCase()
+}
+
+function nextPageLink(query: ListQuery, lastId: number): string {
+  const params = new URLSearchParams({ limit: String(query.limit), after: String(lastId) })
+  if (query.email !== undefined) params.set('email', query.email)
+  return `</users?${params}>; rel="next"`
+}
+
+export interface UsersRoutesOptions {
+  repository: UsersRepository
+}
+
+export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async (app, { repository }) => {
+  app.addHook('preValidation', normalizeUserRequest)
+
+  const tags = ['users']
+
+  app.post(
+    '/users',
+    {
+      schema: {
+        tags,
+        summary: 'Create a user',
+        body: NewUser,
+        response: { 201: User, ...problems(400, 409, 413, 415) },
+      },
+    },
+    async (request, reply) => {
+      const user = await repository.create(request.body)
+      return reply.code(201).header('location', `/users/${user.id}`).send(user)
+    },
+  )
+
+  app.get(
+    '/users',
+    {
+      schema: {
+        tags,
+        summary: 'List users by id, a page at a time',
+        description: 'When more users follow, a `Link` header (RFC 8288) gives the next page.',
+        querystring: ListQuery,
+        response: { 200: UserList, ...problems(400) },
+      },
+    },
+    async (request, reply) => {
+      const query = { ...request.query, email: request.query.email?.trim().toLowerCase() }
+      const page = await repository.list(query)
+      const last = page.users.at(-1)
+      if (page.hasMore && last) reply.header('link', nextPageLink(query, last.id))
+      return page.users
+    },
+  )
+
+  app.get(
+    '/users/:id',
+    {
+      schema: { tags, summary: 'Read a user', params: UserParams, response: { 200: User, ...problems(400, 404) } },
+    },
+    async (request) => {
+      const user = await repository.find(request.params.id)
+      if (!user) throw userNotFound(request.params.id)
+      return user
+    },
+  )
+
+  const sendUpdated = (reply: FastifyReply, id: number, user: User | undefined) => {
+    if (!user) throw userNotFound(id)
+    return reply.send(user)
+  }
+
+  app.put(
+    '/users/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Replace a user’s name and email',
+        params: UserParams,
+        body: NewUser,
+        response: { 200: User, ...problems(400, 404, 409, 413, 415) },
+      },
+    },
+    async (request, reply) =>
+      sendUpdated(reply, request.params.id, await repository.replace(request.params.id, request.body)),
+  )
+
+  app.patch(
+    '/users/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Change a user’s name, email or both',
+        params: UserParams,
+        body: UserChanges,
+        response: { 200: User, ...problems(400, 404, 409, 413, 415) },
+      },
+    },
+    async (request, reply) =>
+      sendUpdated(reply, request.params.id, await repository.update(request.params.id, request.body)),
+  )
+
+  app.delete(
+    '/users/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Delete a user',
+        params: UserParams,
+        response: { 204: Type.Null({ description: 'Deleted' }), ...problems(400, 404) },
+      },
+    },
+    async (request, reply) => {
+      if (!(await repository.remove(request.params.id))) throw userNotFound(request.params.id)
+      return reply.code(204).send(null)
+    },
+  )
+}

@@ -1,0 +1,3 @@
+import { apiSuite } from './support/api-suite.js'
+
+apiSuite('postgres')

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { after, before, describe, it } from 'node:test'
+import pg from 'pg'
+import { openDatabase } from '../src/database/database.js'
+import { migrate } from '../src/database/migrations.js'
+import { createLogger } from '../src/telemetry/logger.js'
+import { freshStore, type BackendStore } from './support/app.js'
+import { projectRoot, shell, startServerProcess } from './support/process.js'
+import { createTestDatabase } from './support/postgres.js'
+
+const silent = createLogger('silent')
+
+describe('migrations', () => {
+  it('bring an empty PostgreSQL database to the users table, from two instances at once', async () => {
+    const database = await createTestDatabase()
+    const settings = { url: database.url, dataDir: '', poolMax: 2, connectTimeoutMs: 2000, statementTimeoutMs: 5000 }
+    const first = await openDatabase(settings, silent)
+    const second = await openDatabase(settings, silent)
+    try {
+      await Promise.all([migrate(first.pool, silent), migrate(second.pool, silent)])
+      const applied = await first.pool.query('SELECT name FROM pgmigrations')
+      assert.deepEqual(applied.rows.map((row) => row.name), ['001_create-users'])
+      const columns = await first.pool.query(
+        `SELECT column_name FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position`,
+      )
+      assert.deepEqual(columns.rows.map((row) => row.column_name), ['id', 'name', 'email', 'created_at', 'updated_at'])
+      await migrate(first.pool, silent)
+    } finally {
+      await first.close()
+      await second.close()
+      await database.drop()
+    }
+  })
+
+  it('run from `npm run migrate`', async () => {
+    const database = await createTestDatabase()
+    try {
+      const run = spawnSync('npm', ['run', '--silent', 'migrate'], {
+        cwd: projectRoot,
+        env: { ...process.env, DATABASE_URL: database.url, LOG_LEVEL: 'silent' },
+        encoding: 'utf8',
+      })
+      assert.equal(run.status, 0, run.stderr)
+      const client = new pg.Client({ connectionString: database.url })
+      await client.connect()
+      const table = await client.query(`SELECT to_regclass('public.users') AS name`)
+      await client.end()
+      assert.equal(table.rows[0].name, 'users')
+    } finally {
+      await database.drop()
+    }
+  })
+})
+
+describe('the built server', () => {
+  let store: BackendStore
+  before(async () => {
+    const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: projectRoot, encoding: 'utf8' })
+    assert.equal(build.status, 0, build.stdout + build.stderr)
+  })
+  after(() => store?.dispose())
+
+  it('answers the brief’s curl commands on port 5000 with the embedded database, then keeps the data across a restart', async () => {
+    store = await freshStore('pglite')
+    let server = await startServerProcess(store.env, 5000)
+    const created = await shell(
+      `curl -s -w '\\n%{http_code}' -X POST http://localhost:5000/users -H "Content-Type: application/json" -d '{"name":"Yassine","email":"yassine@example.com"}'`,
+    )
+    const [createdBody, createdStatus] = created.stdout.split('\n')
+    assert.equal(createdStatus, '201')
+    const user = JSON.parse(createdBody!)
+    assert.equal(user.id, 1)
+
+    const listed = await shell(`curl -s -w '\\n%{http_code}' http://localhost:5000/users`)
+    assert.deepEqual(listed.stdout.split('\n'), [JSON.stringify([user]), '200'])
+    const read = await shell(`curl -s -w '\\n%{http_code}' http://localhost:5000/users/1`)
+    assert.deepEqual(read.stdout.split('\n'), [JSON.stringify(user), '200'])
+
+    assert.equal(await server.stop('SIGTERM'), 0)
+    server = await startServerProcess(store.env)
+    const again = await fetch(`${server.url}/users/1`)
+    assert.deepEqual(await again.json(), user)
+    assert.equal(await server.stop('SIGINT'), 0)
+  })
+
+  it('finishes a request in flight on SIGTERM and exits 0', async () => {
+    const database = await createTestDatabase()
+    const server = await startServerProcess({ DATABASE_URL: database.url })
+    try {
+      const slow = fetch(`${server.url}/users`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: new ReadableStream({
+          async start(controller) {
+            controller.enqueue(new TextEncoder().encode('{"name":"Slow","email":"slow'))
+            await new Promise((resolve) => setTimeout(resolve, 300))
+            controller.enqueue(new TextEncoder().encode('@example.com"}'))
+            controller.close()
+          },
+        }),
+        duplex: 'half',
+      } as RequestInit)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      const exitCode = server.stop('SIGTERM')
+      assert.equal((await slow).status, 201)
+      assert.equal(await exitCode, 0)
+    } finally {
+      await database.drop()
+    }
+  })
+
+  it('does not log emails or bodies', async () => {
+    const database = await createTestDatabase()
+    const server = await startServerProcess({ DATABASE_URL: database.url })
+    try {
+      await fetch(`${server.url}/users`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'Private Person', email: 'secret@example.com' }),
+      })
+      await fetch(`${server.url}/users?email=secret@example.com`)
+      await server.stop()
+      const log = server.output()
+      assert.match(log, /"reqId"/)
+      assert.doesNotMatch(log, /secret@example\.com|Private Person/)
+    } finally {
+      await database.drop()
+    }
+  })
+
+  it('refuses to start on a bad setting, naming the variable', () => {
+    const run = spawnSync(process.execPath, ['dist/server.js'], {
+      cwd: projectRoot,
+      env: { PATH: process.env.PATH, PORT: 'not-a-port' },
+      encoding: 'utf8',
+    })
+    assert.equal(run.status, 1)
+    assert.match(run.stderr, /PORT/)
+  })
+})
