@@ -1,6 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import type { ResponseCache } from './cache/response-cache.js'
 import type { Settings } from './config/settings.js'
 import type { Database } from './database/database.js'
 import { latestMigration } from './database/migrations.js'
@@ -16,10 +17,11 @@ export interface AppDependencies {
   settings: Settings
   logger: Logger
   database: Database
+  cache: ResponseCache
 }
 
-/** The HTTP application; closing it closes the database it was given. */
-export async function buildApp({ settings, logger, database }: AppDependencies): Promise<FastifyInstance> {
+/** The HTTP application; closing it closes the database and cache it was given. */
+export async function buildApp({ settings, logger, database, cache }: AppDependencies): Promise<FastifyInstance> {
   const loggerInstance: FastifyBaseLogger = logger
   const app = Fastify({
     loggerInstance,
@@ -40,14 +42,17 @@ export async function buildApp({ settings, logger, database }: AppDependencies):
     // While shutting down, answers end their keep-alive connection so the server can close.
     if (closing) reply.header('connection', 'close')
   })
-  app.addHook('onClose', () => database.close())
+  app.addHook('onClose', async () => {
+    await cache.close()
+    await database.close()
+  })
 
   app.removeContentTypeParser('text/plain')
   useStrictValidation(app)
   registerProblemHandlers(app)
   await registerDocs(app)
 
-  await app.register(healthRoutes, { database, latestMigration: await latestMigration() })
-  await app.register(usersRoutes, { repository: new UsersRepository(database) })
+  await app.register(healthRoutes, { database, cache, latestMigration: await latestMigration() })
+  await app.register(usersRoutes, { repository: new UsersRepository(database), cache })
   return app
 }

@@ -1,5 +1,6 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
+import { openCache } from './cache/open-cache.js'
 import { loadSettings, SettingsError } from './config/settings.js'
 import { openDatabase } from './database/database.js'
 import { migrate } from './database/migrations.js'
@@ -17,7 +18,8 @@ try {
 const logger = createLogger(settings.logLevel)
 const database = await openDatabase(settings.database, logger)
 await migrate(database.pool, logger)
-const app = await buildApp({ settings, logger, database })
+const cache = openCache(settings.cache, logger)
+const app = await buildApp({ settings, logger, database, cache })
 
 closeWithGrace({ delay: settings.http.shutdownGraceMs, logger }, async ({ signal, err }) => {
   if (err) logger.error({ err }, 'shutting down after an unexpected error')

@@ -15,6 +15,12 @@ const SettingsSchema = Type.Object({
   DATABASE_POOL_MAX: positiveInteger(10),
   DATABASE_CONNECT_TIMEOUT_MS: positiveInteger(2000),
   DATABASE_STATEMENT_TIMEOUT_MS: positiveInteger(5000),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  CACHE_ENABLED: Type.Boolean({ default: true }),
+  CACHE_PREFIX: Type.String({ default: 'users-api:' }),
+  CACHE_TTL_SECONDS: positiveInteger(300),
+  CACHE_TIMEOUT_MS: positiveInteger(250),
+  CACHE_MAX_ENTRIES: positiveInteger(10000),
   BODY_LIMIT_BYTES: positiveInteger(16384),
   SHUTDOWN_GRACE_MS: positiveInteger(10000),
 })
@@ -32,6 +38,14 @@ export interface Settings {
     poolMax: number
     connectTimeoutMs: number
     statementTimeoutMs: number
+  }
+  cache: {
+    enabled: boolean
+    redisUrl: string | undefined
+    prefix: string
+    ttlSeconds: number
+    timeoutMs: number
+    maxEntries: number
   }
   http: {
     bodyLimitBytes: number
@@ -70,6 +84,14 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       poolMax: raw.DATABASE_POOL_MAX,
       connectTimeoutMs: raw.DATABASE_CONNECT_TIMEOUT_MS,
       statementTimeoutMs: raw.DATABASE_STATEMENT_TIMEOUT_MS,
+    },
+    cache: {
+      enabled: raw.CACHE_ENABLED,
+      redisUrl: raw.REDIS_URL,
+      prefix: raw.CACHE_PREFIX,
+      ttlSeconds: raw.CACHE_TTL_SECONDS,
+      timeoutMs: raw.CACHE_TIMEOUT_MS,
+      maxEntries: raw.CACHE_MAX_ENTRIES,
     },
     http: {
       bodyLimitBytes: raw.BODY_LIMIT_BYTES,

@@ -1,17 +1,19 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { Type } from 'typebox'
+import type { ResponseCache } from '../cache/response-cache.js'
 import type { Database } from '../database/database.js'
 import { migrationsTable } from '../database/migrations.js'
 import { HttpProblem } from './problem.js'
 
 export interface HealthOptions {
   database: Database
+  cache: ResponseCache
   latestMigration: string
 }
 
 const Status = Type.Object({ status: Type.String() })
 
-export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { database, latestMigration }) => {
+export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { database, cache, latestMigration }) => {
   app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is alive', response: { 200: Status } } }, () => ({
     status: 'ok',
   }))
@@ -22,7 +24,14 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { dat
       schema: {
         tags: ['health'],
         summary: 'The database is reachable and migrated',
-        response: { 200: Type.Object({ status: Type.String(), database: Type.String() }) },
+        description: 'A degraded cache is reported but does not fail readiness: reads then go to the database.',
+        response: {
+          200: Type.Object({
+            status: Type.String(),
+            database: Type.String(),
+            cache: Type.Object({ backend: Type.String(), status: Type.String() }),
+          }),
+        },
       },
     },
     async () => {
@@ -34,7 +43,7 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { dat
         throw new HttpProblem(503, 'The database cannot be reached.', '/problems/not-ready', { 'retry-after': '2' })
       }
       if (!migrated) throw new HttpProblem(503, 'The database is not migrated.', '/problems/not-ready')
-      return { status: 'ready', database: database.kind }
+      return { status: 'ready', database: database.kind, cache: { backend: cache.backend, status: cache.health() } }
     },
   )
 }

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
+import type { ResponseCache } from '../cache/response-cache.js'
+import { encodeResponse, sendEncodedResponse } from '../http/cached-response.js'
 import { notFound, validationProblem } from '../http/problem.js'
 import type { UsersRepository } from './repository.js'
 import { ListQuery, NewUser, User, UserChanges, UserList, UserParams } from './schemas.js'
@@ -28,17 +30,22 @@ async function normalizeUserRequest(request: FastifyRequest): Promise<void> {
   if (typeof fields.email === 'string') fields.email = fields.email.trim().toLowerCase()
 }
 
-function nextPageLink(query: ListQuery, lastId: number): string {
-  const params = new URLSearchParams({ limit: String(query.limit), after: String(lastId) })
+function pageQuery(query: ListQuery, after: number): URLSearchParams {
+  const params = new URLSearchParams({ limit: String(query.limit), after: String(after) })
   if (query.email !== undefined) params.set('email', query.email)
-  return `</users?${params}>; rel="next"`
+  return params
 }
+
+/** Cache scopes: every change moves the list pages and the changed user to new generations. */
+const listScope = 'users'
+const userScope = (id: number) => `user:${id}`
 
 export interface UsersRoutesOptions {
   repository: UsersRepository
+  cache: ResponseCache
 }
 
-export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async (app, { repository }) => {
+export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async (app, { repository, cache }) => {
   app.addHook('preValidation', normalizeUserRequest)
 
   const tags = ['users']
@@ -55,6 +62,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
     },
     async (request, reply) => {
       const user = await repository.create(request.body)
+      await cache.invalidate([listScope])
       return reply.code(201).header('location', `/users/${user.id}`).send(user)
     },
   )
@@ -72,10 +80,13 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
     },
     async (request, reply) => {
       const query = { ...request.query, email: request.query.email?.trim().toLowerCase() }
-      const page = await repository.list(query)
-      const last = page.users.at(-1)
-      if (page.hasMore && last) reply.header('link', nextPageLink(query, last.id))
-      return page.users
+      const encoded = await cache.read(listScope, pageQuery(query, query.after ?? 0).toString(), async () => {
+        const page = await repository.list(query)
+        const last = page.users.at(-1)
+        const link = page.hasMore && last ? `</users?${pageQuery(query, last.id)}>; rel="next"` : ''
+        return encodeResponse(reply.serialize(page.users) as string, link)
+      })
+      return sendEncodedResponse(request, reply, encoded!)
     },
   )
 
@@ -84,15 +95,20 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
     {
       schema: { tags, summary: 'Read a user', params: UserParams, response: { 200: User, ...problems(400, 404) } },
     },
-    async (request) => {
-      const user = await repository.find(request.params.id)
-      if (!user) throw userNotFound(request.params.id)
-      return user
+    async (request, reply) => {
+      const { id } = request.params
+      const encoded = await cache.read(userScope(id), '', async () => {
+        const user = await repository.find(id)
+        return user && encodeResponse(reply.serialize(user) as string)
+      })
+      if (!encoded) throw userNotFound(id)
+      return sendEncodedResponse(request, reply, encoded)
     },
   )
 
-  const sendUpdated = (reply: FastifyReply, id: number, user: User | undefined) => {
+  const sendUpdated = async (reply: FastifyReply, id: number, user: User | undefined) => {
     if (!user) throw userNotFound(id)
+    await cache.invalidate([userScope(id), listScope])
     return reply.send(user)
   }
 
@@ -137,7 +153,9 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      if (!(await repository.remove(request.params.id))) throw userNotFound(request.params.id)
+      const { id } = request.params
+      if (!(await repository.remove(id))) throw userNotFound(id)
+      await cache.invalidate([userScope(id), listScope])
       return reply.code(204).send(null)
     },
   )

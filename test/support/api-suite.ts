@@ -210,7 +210,11 @@ export function apiSuite(backend: Backend): void {
 
     it('reports health, readiness and an OpenAPI 3.1 document with interactive docs', async () => {
       assert.deepEqual((await call('GET', '/healthz')).body, { status: 'ok' })
-      assert.deepEqual((await call('GET', '/readyz')).body, { status: 'ready', database: backend })
+      assert.deepEqual((await call('GET', '/readyz')).body, {
+        status: 'ready',
+        database: backend,
+        cache: { backend: 'memory', status: 'ok' },
+      })
       const openapi = await call('GET', '/openapi.json')
       assert.equal(openapi.body.openapi, '3.1.0')
       for (const path of ['/users', '/users/{id}']) assert.ok(openapi.body.paths[path], path)

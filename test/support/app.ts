@@ -2,7 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import type { DestinationStream } from 'pino'
 import { buildApp } from '../../src/app.js'
+import { openCache } from '../../src/cache/open-cache.js'
+import type { ResponseCache } from '../../src/cache/response-cache.js'
 import { loadSettings } from '../../src/config/settings.js'
 import { openDatabase } from '../../src/database/database.js'
 import { migrate } from '../../src/database/migrations.js'
@@ -13,19 +16,29 @@ export type Backend = 'postgres' | 'pglite'
 
 export interface RunningApp {
   app: FastifyInstance
+  cache: ResponseCache
   url: string
   close(): Promise<void>
 }
 
+export interface StartOptions {
+  /** Where the app's JSON log lines go (at LOG_LEVEL); silent by default. */
+  log?: DestinationStream
+  /** Wraps the cache the settings select, to observe it or to slow it down. */
+  wrapCache?: (cache: ResponseCache) => ResponseCache | Promise<ResponseCache>
+}
+
 /** Starts the app in this process on a free port, the way src/server.ts does. */
-export async function startApp(env: NodeJS.ProcessEnv): Promise<RunningApp> {
+export async function startApp(env: NodeJS.ProcessEnv, options: StartOptions = {}): Promise<RunningApp> {
   const settings = loadSettings({ LOG_LEVEL: 'silent', ...env, PORT: '0', HOST: '127.0.0.1' })
-  const logger = createLogger(settings.logLevel)
+  const logger = createLogger(settings.logLevel, options.log)
   const database = await openDatabase(settings.database, logger)
   await migrate(database.pool, logger)
-  const app = await buildApp({ settings, logger, database })
+  const opened = openCache(settings.cache, logger)
+  const cache = options.wrapCache ? await options.wrapCache(opened) : opened
+  const app = await buildApp({ settings, logger, database, cache })
   const url = await app.listen({ host: settings.host, port: 0 })
-  return { app, url, close: () => app.close() }
+  return { app, cache, url, close: () => app.close() }
 }
 
 export interface BackendStore {

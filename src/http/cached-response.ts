@@ -1,0 +1,30 @@
+import { createHash } from 'node:crypto'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
+/*
+ * A response stored as one string, sent as it is on every hit:
+ *   <strong ETag, 24 characters><Link header or nothing>\n<JSON body>
+ */
+const etagLength = 24
+
+export function encodeResponse(body: string, link = ''): string {
+  const digest = createHash('sha256').update(link).update('\n').update(body).digest('base64url').slice(0, etagLength - 2)
+  return `"${digest}"${link}\n${body}`
+}
+
+/** RFC 9110 If-None-Match, with its weak comparison. */
+function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false
+  if (header.trim() === '*') return true
+  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag)
+}
+
+export function sendEncodedResponse(request: FastifyRequest, reply: FastifyReply, encoded: string): FastifyReply {
+  const etag = encoded.slice(0, etagLength)
+  const newline = encoded.indexOf('\n', etagLength)
+  const link = encoded.slice(etagLength, newline)
+  reply.header('etag', etag)
+  if (link) reply.header('link', link)
+  if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send()
+  return reply.type('application/json; charset=utf-8').send(encoded.slice(newline + 1))
+}
