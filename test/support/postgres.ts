@@ -27,13 +27,35 @@ async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
 }
 
 /** A database of its own for one test file, dropped afterwards. */
-export async function createTestDatabase(): Promise<TestDatabase> {
+export async function createTestDatabase(owner?: TestRole): Promise<TestDatabase> {
   const name = `fullstack_test_${randomBytes(6).toString('hex')}`
-  await admin((client) => client.query(`CREATE DATABASE ${name}`))
+  await admin((client) => client.query(`CREATE DATABASE ${name}${owner ? ` OWNER ${owner.name}` : ''}`))
   const url = new URL(serverUrl)
   url.pathname = `/${name}`
+  if (owner) {
+    url.username = owner.name
+    url.password = owner.password
+  }
   return {
     url: url.toString(),
     drop: () => admin((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => {}),
+  }
+}
+
+export interface TestRole {
+  name: string
+  password: string
+  drop(): Promise<void>
+}
+
+/** A login role with a password, like the compose stack's POSTGRES_USER; drop its databases first. */
+export async function createTestRole(): Promise<TestRole> {
+  const name = `fullstack_role_${randomBytes(6).toString('hex')}`
+  const password = randomBytes(12).toString('hex')
+  await admin((client) => client.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}'`))
+  return {
+    name,
+    password,
+    drop: () => admin((client) => client.query(`DROP ROLE IF EXISTS ${name}`)).then(() => {}),
   }
 }

@@ -22,10 +22,10 @@ export interface ServerProcess {
 }
 
 /** Starts `node dist/server.js` as the image does, and waits until /readyz answers 200. */
-export async function startServerProcess(env: NodeJS.ProcessEnv, port?: number): Promise<ServerProcess> {
+export async function startServerProcess(env: NodeJS.ProcessEnv, port?: number, cwd = projectRoot): Promise<ServerProcess> {
   const listenPort = port ?? (await freePort())
   const child = spawn(process.execPath, ['dist/server.js'], {
-    cwd: projectRoot,
+    cwd,
     env: { PATH: process.env.PATH, NODE_ENV: 'production', LOG_LEVEL: 'info', ...env, PORT: String(listenPort) },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -64,4 +64,57 @@ export async function shell(command: string): Promise<{ code: number | null; std
   child.stdout.on('data', (chunk) => (stdout += chunk))
   const [code] = await once(child, 'exit')
   return { code: code as number | null, stdout }
+}
+
+export interface BackgroundProcess {
+  output(): string
+  stop(): Promise<void>
+}
+
+/** Starts a long-running command (a service of the stack) and waits until `ready()` holds. */
+export async function startBackground(
+  argv: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; ready: () => Promise<boolean> },
+): Promise<BackgroundProcess> {
+  const [command, ...args] = argv
+  const child = spawn(command!, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout!.on('data', (chunk) => (output += chunk))
+  child.stderr!.on('data', (chunk) => (output += chunk))
+  const exited = once(child, 'close').catch(() => undefined)
+  const failure = await once(child, 'spawn').then(
+    () => undefined,
+    (error: Error) => error,
+  )
+  if (failure) throw new Error(`${command} could not start: ${failure.message}`)
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+    await exited
+  }
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${argv.join(' ')} exited (${child.exitCode ?? child.signalCode}):\n${output}`)
+    }
+    if (await options.ready()) return { output: () => output, stop }
+    if (Date.now() > deadline) {
+      await stop()
+      throw new Error(`${argv.join(' ')} did not become ready:\n${output}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}
+
+/** Runs a command to its end, as a container healthcheck runs. */
+export async function run(
+  argv: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<{ code: number | null; output: string }> {
+  const [command, ...args] = argv
+  const child = spawn(command!, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (chunk) => (output += chunk))
+  child.stderr.on('data', (chunk) => (output += chunk))
+  const [code] = await once(child, 'close')
+  return { code: code as number | null, output }
 }

@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+
+# Compiles the TypeScript with every dependency installed. The package files come first so that
+# the `npm ci` layer is reused until package.json or package-lock.json change.
+FROM node:24.20.0-trixie-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# Production dependencies only, so the runtime image carries no compiler or test tooling.
+FROM node:24.20.0-trixie-slim AS prod-deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM node:24.20.0-trixie-slim AS runtime
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=5000
+WORKDIR /app
+# package.json declares "type": "module"; migrations/ is read at run time from ../../migrations
+# relative to dist/database/. The code stays owned by root, so the app cannot rewrite it; only
+# data/, used by the embedded database when DATABASE_URL is unset, belongs to the node user.
+COPY package.json ./
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY migrations ./migrations
+RUN mkdir data && chown node:node data
+USER node
+EXPOSE 5000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["node", "dist/healthcheck.js"]
+CMD ["node", "dist/server.js"]
