@@ -6,6 +6,7 @@ import type { Database } from './database/database.js'
 import { latestMigration } from './database/migrations.js'
 import { registerDocs } from './http/docs.js'
 import { registerProblemHandlers } from './http/error-handler.js'
+import { closeConnectionsGracefully } from './http/graceful-close.js'
 import { healthRoutes } from './http/health.js'
 import { useStrictValidation } from './http/validation.js'
 import { requestId } from './telemetry/logger.js'
@@ -29,16 +30,9 @@ export async function buildApp({ settings, logger, database }: AppDependencies):
     connectionTimeout: 60_000,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  let closing = false
-  app.addHook('preClose', async () => {
-    closing = true
-  })
+  closeConnectionsGracefully(app)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
-  })
-  app.addHook('onSend', async (_request, reply) => {
-    // While shutting down, answers end their keep-alive connection so the server can close.
-    if (closing) reply.header('connection', 'close')
   })
   app.addHook('onClose', () => database.close())
 
