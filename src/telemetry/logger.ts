@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyRequest } from 'fastify'
-import { pino, type Logger, type LoggerOptions } from 'pino'
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 
 const acceptedRequestId = /^[\w.:@-]{1,128}$/
 
@@ -16,7 +16,8 @@ export function withoutPersonalData(url: string): string {
   return url.replace(/([?&]email=)[^&]*/gi, '$1[redacted]')
 }
 
-export function createLogger(level: string): Logger {
+/** JSON lines on stdout, or on `destination` (tests read what was logged). */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options: LoggerOptions = {
     level,
     redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
@@ -28,5 +29,5 @@ export function createLogger(level: string): Logger {
       }),
     },
   }
-  return pino(options)
+  return destination ? pino(options, destination) : pino(options)
 }

@@ -2,9 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import type { DestinationStream } from 'pino'
 import { buildApp } from '../../src/app.js'
 import { loadSettings } from '../../src/config/settings.js'
-import { openDatabase } from '../../src/database/database.js'
+import { openDatabase, type Database } from '../../src/database/database.js'
 import { migrate } from '../../src/database/migrations.js'
 import { createLogger } from '../../src/telemetry/logger.js'
 import { createTestDatabase } from './postgres.js'
@@ -13,19 +14,21 @@ export type Backend = 'postgres' | 'pglite'
 
 export interface RunningApp {
   app: FastifyInstance
+  /** The app's own pool, for checking what it stored. */
+  database: Database
   url: string
   close(): Promise<void>
 }
 
-/** Starts the app in this process on a free port, the way src/server.ts does. */
-export async function startApp(env: NodeJS.ProcessEnv): Promise<RunningApp> {
+/** Starts the app in this process on a free port, the way src/server.ts does, logging to `log` if given. */
+export async function startApp(env: NodeJS.ProcessEnv, log?: DestinationStream): Promise<RunningApp> {
   const settings = loadSettings({ LOG_LEVEL: 'silent', ...env, PORT: '0', HOST: '127.0.0.1' })
-  const logger = createLogger(settings.logLevel)
+  const logger = createLogger(settings.logLevel, log)
   const database = await openDatabase(settings.database, logger)
   await migrate(database.pool, logger)
   const app = await buildApp({ settings, logger, database })
   const url = await app.listen({ host: settings.host, port: 0 })
-  return { app, url, close: () => app.close() }
+  return { app, database, url, close: () => app.close() }
 }
 
 export interface BackendStore {
