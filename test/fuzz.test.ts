@@ -145,7 +145,18 @@ const path = fc.oneof(
   },
   { weight: 1, arbitrary: rawPathText.map((text) => `/${text}`) },
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom('/users/', '/'), latin1Bytes).map(([prefix, bytes]) => prefix + bytes) },
-  { weight: 1, arbitrary: fc.constantFrom('/users/%', '/users/%zz', '/users/%c3%28', '/%2e%2e/%2e%2e/etc/passwd', `/users/${'9'.repeat(200)}`) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '/users/%',
+      '/users/%zz',
+      '/users/%c3%28',
+      '/%2e%2e/%2e%2e/etc/passwd',
+      '/docs/static/../../package.json',
+      '/docs/static/nope',
+      `/users/${'9'.repeat(200)}`,
+    ),
+  },
 )
 
 const queryValue = fc.oneof(fc.integer({ min: -5, max: 2000 }).map(String), email, hostileString, outOfRange.map(String))

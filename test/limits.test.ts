@@ -94,6 +94,7 @@ describe('settings', () => {
 
   it('refuse unsafe or malformed security settings, naming the variable', () => {
     refused({ API_TOKEN: 'short' }, 'API_TOKEN')
+    assert.throws(() => loadSettings({ API_TOKEN: 'secret' }), (error: Error) => !error.message.includes('secret'))
     refused({ API_TOKEN: 'has spaces in it, sixteen+' }, 'API_TOKEN')
     refused({ TRUST_PROXY: 'yes' }, 'TRUST_PROXY')
     refused({ TRUST_PROXY: '10.0.0.0/33' }, 'TRUST_PROXY')

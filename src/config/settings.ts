@@ -75,6 +75,9 @@ export class SettingsError extends Error {
   override name = 'SettingsError'
 }
 
+/** Never repeated in an error message: the logs that receive it are not a place for credentials. */
+const secrets = new Set(['API_TOKEN', 'DATABASE_URL'])
+
 const proxyKeywords = new Set(['loopback', 'linklocal', 'uniquelocal'])
 
 function isProxyAddress(entry: string): boolean {
@@ -116,7 +119,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   )
   const problems = new Map<string, string>()
   const complain = (variable: string, message: string) => {
-    if (!problems.has(variable)) problems.set(variable, `${variable}=${JSON.stringify(known[variable])}: ${message}`)
+    const shown = secrets.has(variable) ? '[redacted]' : JSON.stringify(known[variable])
+    if (!problems.has(variable)) problems.set(variable, `${variable}=${shown}: ${message}`)
   }
   const candidate = Value.Convert(SettingsSchema, Value.Default(SettingsSchema, known))
   if (!Value.Check(SettingsSchema, candidate)) {
