@@ -6,8 +6,11 @@ import type { Settings } from './config/settings.js'
 import type { Database } from './database/database.js'
 import { latestMigration } from './database/migrations.js'
 import { registerDocs } from './http/docs.js'
-import { registerProblemHandlers } from './http/error-handler.js'
+import { answerClientError, answerFrameworkError, registerProblemHandlers } from './http/error-handler.js'
+import { closeConnectionsGracefully } from './http/graceful-close.js'
 import { healthRoutes } from './http/health.js'
+import { useJsonBodyParser } from './http/json-body.js'
+import { registerSecurity } from './http/security.js'
 import { useStrictValidation } from './http/validation.js'
 import { requestId } from './telemetry/logger.js'
 import { UsersRepository } from './users/repository.js'
@@ -23,24 +26,29 @@ export interface AppDependencies {
 /** The HTTP application; closing it closes the database and cache it was given. */
 export async function buildApp({ settings, logger, database, cache }: AppDependencies): Promise<FastifyInstance> {
   const loggerInstance: FastifyBaseLogger = logger
+  const { http } = settings
   const app = Fastify({
     loggerInstance,
     genReqId: requestId,
-    bodyLimit: settings.http.bodyLimitBytes,
-    requestTimeout: 30_000,
-    connectionTimeout: 60_000,
+    bodyLimit: http.bodyLimitBytes,
+    trustProxy: http.trustProxy,
+    requestTimeout: http.requestTimeoutMs,
+    keepAliveTimeout: http.keepAliveTimeoutMs,
+    connectionTimeout: http.idleTimeoutMs,
+    http: {
+      headersTimeout: http.headersTimeoutMs,
+      // Node checks the headers and request timeouts this often (every 30 s by default).
+      connectionsCheckingInterval: Math.min(1000, http.headersTimeoutMs),
+      // Checked in registerSecurity, to answer in problem+json.
+      requireHostHeader: false,
+    },
+    frameworkErrors: answerFrameworkError,
+    clientErrorHandler: answerClientError,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  let closing = false
-  app.addHook('preClose', async () => {
-    closing = true
-  })
+  closeConnectionsGracefully(app)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
-  })
-  app.addHook('onSend', async (_request, reply) => {
-    // While shutting down, answers end their keep-alive connection so the server can close.
-    if (closing) reply.header('connection', 'close')
   })
   app.addHook('onClose', async () => {
     await cache.close()
@@ -48,9 +56,11 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   })
 
   app.removeContentTypeParser('text/plain')
+  useJsonBodyParser(app, http.bodyMaxDepth)
   useStrictValidation(app)
   registerProblemHandlers(app)
-  await registerDocs(app)
+  await registerSecurity(app, settings)
+  if (http.docsEnabled) await registerDocs(app)
 
   await app.register(healthRoutes, { database, cache, latestMigration: await latestMigration() })
   await app.register(usersRoutes, { repository: new UsersRepository(database), cache })

@@ -33,7 +33,7 @@ describe('when Redis fails under load', () => {
   before(async () => {
     database = await createTestDatabase()
     redis = await ownRedis()
-    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CACHE_TIMEOUT_MS: '200', LOG_LEVEL: 'info' }
+    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CACHE_TIMEOUT_MS: '200', LOG_LEVEL: 'info', RATE_LIMIT_MAX: '0' }
     for (const log of logs) instances.push(await startApp(env, { log: log.stream }))
     await until(async () => (await cacheStatus(instances[1]!)) === 'ok', 'the cache to connect')
     for (let i = 0; i < 3; i++) {

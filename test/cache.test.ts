@@ -95,7 +95,7 @@ describe('cached reads over HTTP with two instances sharing Redis', () => {
   before(async () => {
     database = await createTestDatabase()
     redis = await sharedRedis()
-    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CACHE_PREFIX: redis.prefix }
+    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CACHE_PREFIX: redis.prefix, RATE_LIMIT_MAX: '0' }
     a = await startApp(env)
     b = await startApp(env)
   })
@@ -190,7 +190,7 @@ type CacheChoice = (opened: ResponseCache, redis: { url: string; prefix: string 
 async function freshnessUnderLoad(choose: CacheChoice) {
   const database = await createTestDatabase()
   const redis = await sharedRedis()
-  const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CACHE_PREFIX: redis.prefix }
+  const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CACHE_PREFIX: redis.prefix, RATE_LIMIT_MAX: '0' }
   const instances: RunningApp[] = []
   try {
     for (let i = 0; i < 2; i++) instances.push(await startApp(env, { wrapCache: (opened) => choose(opened, redis) }))

@@ -1,15 +1,35 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { openDatabase } from '../src/database/database.js'
 import { migrate } from '../src/database/migrations.js'
 import { createLogger } from '../src/telemetry/logger.js'
 import { freshStore, type BackendStore } from './support/app.js'
+import { timedRequest, type Outcome } from './support/load.js'
 import { projectRoot, shell, startServerProcess } from './support/process.js'
 import { createTestDatabase } from './support/postgres.js'
 
 const silent = createLogger('silent')
+
+/** A POST whose body takes `durationMs` to arrive: the server has surely accepted it before then. */
+function slowCreate(baseUrl: string, email: string, durationMs: number): Promise<Response> {
+  return fetch(`${baseUrl}/users`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: new ReadableStream({
+      async start(controller) {
+        controller.enqueue(new TextEncoder().encode(`{"name":"Slow","email":"${email.slice(0, 4)}`))
+        await sleep(durationMs)
+        controller.enqueue(new TextEncoder().encode(`${email.slice(4)}"}`))
+        controller.close()
+      },
+    }),
+    duplex: 'half',
+  } as RequestInit)
+}
 
 describe('migrations', () => {
   it('bring an empty PostgreSQL database to the users table, from two instances at once', async () => {
@@ -88,23 +108,64 @@ describe('the built server', () => {
     const database = await createTestDatabase()
     const server = await startServerProcess({ DATABASE_URL: database.url })
     try {
-      const slow = fetch(`${server.url}/users`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: new ReadableStream({
-          async start(controller) {
-            controller.enqueue(new TextEncoder().encode('{"name":"Slow","email":"slow'))
-            await new Promise((resolve) => setTimeout(resolve, 300))
-            controller.enqueue(new TextEncoder().encode('@example.com"}'))
-            controller.close()
-          },
-        }),
-        duplex: 'half',
-      } as RequestInit)
-      await new Promise((resolve) => setTimeout(resolve, 100))
+      const slow = slowCreate(server.url, 'slow@example.com', 300)
+      await sleep(100)
       const exitCode = server.stop('SIGTERM')
       assert.equal((await slow).status, 201)
       assert.equal(await exitCode, 0)
+    } finally {
+      await database.drop()
+    }
+  })
+
+  it('completes every accepted request when SIGTERM comes under load, then exits 0 within the grace period', async () => {
+    const database = await createTestDatabase()
+    const graceMs = 5000
+    const server = await startServerProcess({
+      DATABASE_URL: database.url,
+      RATE_LIMIT_MAX: '0',
+      SHUTDOWN_GRACE_MS: String(graceMs),
+    })
+    try {
+      const sent: (Outcome & { email: string })[] = []
+      const createUntilRefused = async (worker: number) => {
+        for (let step = 0; ; step++) {
+          const email = `load-${worker}-${step}@example.com`
+          const outcome = await timedRequest(server.url, 'create', 'POST', '/users', { name: 'Load', email })
+          sent.push({ ...outcome, email })
+          if (outcome.status === 0) return
+          if (step % 2) await timedRequest(server.url, 'read', 'GET', `/users?limit=10`)
+        }
+      }
+      const workers = Array.from({ length: 6 }, (_, worker) => createUntilRefused(worker))
+      const slow = Array.from({ length: 4 }, (_, index) => slowCreate(server.url, `slow-${index}@example.com`, 800))
+      // A client that sends half its headers and then nothing: it must not hold the shutdown up.
+      const stalled = connect(Number(new URL(server.url).port), '127.0.0.1')
+      stalled.on('error', () => {})
+      stalled.write('GET /users HTTP/1.1\r\nHost: localhost\r\n')
+      await sleep(400)
+
+      const signalledAt = Date.now()
+      const exitCode = await server.stop('SIGTERM')
+      const exitedAfterMs = Date.now() - signalledAt
+      await Promise.all(workers)
+      stalled.destroy()
+
+      assert.equal(exitCode, 0, server.output())
+      assert.ok(exitedAfterMs < graceMs, `exited ${exitedAfterMs} ms after SIGTERM`)
+      assert.deepEqual((await Promise.all(slow)).map((answer) => answer.status), [201, 201, 201, 201])
+      const answered = sent.filter((outcome) => outcome.status !== 0)
+      assert.ok(answered.length > 20, `only ${answered.length} requests before the shutdown`)
+      assert.deepEqual(answered.filter((outcome) => outcome.status !== 201), [], 'answers other than 201')
+      const refused = sent.filter((outcome) => outcome.status === 0)
+      assert.ok(refused.every((outcome) => outcome.endedAt >= signalledAt), 'a connection failed before the signal')
+
+      const client = new pg.Client({ connectionString: database.url })
+      await client.connect()
+      const stored = new Set((await client.query('SELECT email FROM users')).rows.map((row) => row.email))
+      await client.end()
+      for (const { email } of answered) assert.ok(stored.has(email), `${email} got 201 but is not stored`)
+      for (const { email } of refused) assert.ok(!stored.has(email), `${email} was stored but its request got no answer`)
     } finally {
       await database.drop()
     }

@@ -1,9 +1,13 @@
+import { isIP } from 'node:net'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
 
 const positiveInteger = (defaultValue: number) => Type.Integer({ minimum: 1, default: defaultValue })
 const oneOf = <const Values extends string[]>(values: Values, defaultValue: Values[number]) =>
   Type.Enum(values, { default: defaultValue })
+
+/** A positive amount of milliseconds, or of seconds, minutes or hours with a unit: `500`, `30s`, `1 minute`. */
+const duration = /^([1-9]\d*)\s*(ms|s|sec|seconds?|m|min|minutes?|h|hours?)?$/
 
 const SettingsSchema = Type.Object({
   NODE_ENV: oneOf(['development', 'production', 'test'], 'development'),
@@ -22,10 +26,25 @@ const SettingsSchema = Type.Object({
   CACHE_TIMEOUT_MS: positiveInteger(250),
   CACHE_MAX_ENTRIES: positiveInteger(10000),
   BODY_LIMIT_BYTES: positiveInteger(16384),
+  BODY_MAX_DEPTH: positiveInteger(32),
   SHUTDOWN_GRACE_MS: positiveInteger(10000),
+  HTTP_HEADERS_TIMEOUT_MS: positiveInteger(10000),
+  HTTP_REQUEST_TIMEOUT_MS: positiveInteger(30000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: positiveInteger(72000),
+  HTTP_IDLE_TIMEOUT_MS: positiveInteger(120000),
+  TRUST_PROXY: Type.String({ minLength: 1, default: 'false' }),
+  API_TOKEN: Type.Optional(Type.String({ pattern: '^[\\x21-\\x7e]{16,}$' })),
+  API_TOKEN_READS: Type.Boolean({ default: false }),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 0, default: 600 }),
+  RATE_LIMIT_WINDOW: Type.String({ pattern: duration.source, default: '1m' }),
+  CORS_ORIGINS: Type.Optional(Type.String()),
+  DOCS_ENABLED: Type.Boolean({ default: true }),
 })
 
 type RawSettings = Static<typeof SettingsSchema>
+
+/** Fastify's `trustProxy`: off, on (any peer is a proxy), or the proxies' addresses. */
+export type TrustProxy = boolean | string[]
 
 export interface Settings {
   env: RawSettings['NODE_ENV']
@@ -49,12 +68,61 @@ export interface Settings {
   }
   http: {
     bodyLimitBytes: number
+    bodyMaxDepth: number
     shutdownGraceMs: number
+    headersTimeoutMs: number
+    requestTimeoutMs: number
+    keepAliveTimeoutMs: number
+    idleTimeoutMs: number
+    trustProxy: TrustProxy
+    docsEnabled: boolean
+  }
+  security: {
+    apiToken: string | undefined
+    apiTokenReads: boolean
+    rateLimit: { max: number; windowMs: number }
+    corsOrigins: string[]
   }
 }
 
 export class SettingsError extends Error {
   override name = 'SettingsError'
+}
+
+/** Never repeated in an error message: the logs that receive it are not a place for credentials. */
+const secrets = new Set(['API_TOKEN', 'DATABASE_URL'])
+
+const proxyKeywords = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+function isProxyAddress(entry: string): boolean {
+  const [address = '', prefix, ...rest] = entry.split('/')
+  const version = isIP(address)
+  if (rest.length > 0 || version === 0) return proxyKeywords.has(entry)
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (version === 4 ? 32 : 128))
+}
+
+const list = (value: string) =>
+  value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '')
+
+function parseTrustProxy(value: string): TrustProxy | undefined {
+  if (value === 'true' || value === 'false') return value === 'true'
+  const addresses = list(value)
+  return addresses.length > 0 && addresses.every(isProxyAddress) ? addresses : undefined
+}
+
+function parseOrigins(value: string): string[] | undefined {
+  const origins = list(value)
+  const isOrigin = (origin: string) => URL.canParse(origin) && new URL(origin).origin === origin
+  return origins.every(isOrigin) ? origins : undefined
+}
+
+function parseDuration(value: string): number {
+  const [, amount, unit = 'ms'] = duration.exec(value)!
+  const unitMs = unit === 'ms' ? 1 : { s: 1000, m: 60_000, h: 3_600_000 }[unit[0] as 's' | 'm' | 'h']
+  return Number(amount) * unitMs
 }
 
 export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -63,16 +131,32 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       .filter((key) => env[key] !== undefined && env[key] !== '')
       .map((key) => [key, env[key]]),
   )
+  const problems = new Map<string, string>()
+  const complain = (variable: string, message: string) => {
+    const shown = secrets.has(variable) ? '[redacted]' : JSON.stringify(known[variable])
+    if (!problems.has(variable)) problems.set(variable, `${variable}=${shown}: ${message}`)
+  }
   const candidate = Value.Convert(SettingsSchema, Value.Default(SettingsSchema, known))
   if (!Value.Check(SettingsSchema, candidate)) {
-    const problems = new Map<string, string>()
     for (const error of Value.Errors(SettingsSchema, candidate)) {
       const variable = error.instancePath.slice(1)
-      if (!problems.has(variable)) problems.set(variable, `${variable}=${JSON.stringify(known[variable])}: ${error.message}`)
+      complain(variable, variable === 'API_TOKEN' ? 'must be at least 16 visible ASCII characters' : error.message)
     }
     throw new SettingsError(`Invalid configuration:\n  ${[...problems.values()].join('\n  ')}`)
   }
   const raw = candidate as RawSettings
+  const trustProxy = parseTrustProxy(raw.TRUST_PROXY)
+  if (trustProxy === undefined) {
+    complain('TRUST_PROXY', 'must be true, false, or a comma-separated list of proxy addresses or CIDRs')
+  }
+  const corsOrigins = raw.CORS_ORIGINS === undefined ? [] : parseOrigins(raw.CORS_ORIGINS)
+  if (corsOrigins === undefined) {
+    complain('CORS_ORIGINS', 'must be a comma-separated list of origins such as https://app.example.com')
+  }
+  if (raw.HTTP_HEADERS_TIMEOUT_MS > raw.HTTP_REQUEST_TIMEOUT_MS) {
+    complain('HTTP_HEADERS_TIMEOUT_MS', 'must not exceed HTTP_REQUEST_TIMEOUT_MS')
+  }
+  if (problems.size > 0) throw new SettingsError(`Invalid configuration:\n  ${[...problems.values()].join('\n  ')}`)
   return {
     env: raw.NODE_ENV,
     host: raw.HOST,
@@ -95,7 +179,20 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     },
     http: {
       bodyLimitBytes: raw.BODY_LIMIT_BYTES,
+      bodyMaxDepth: raw.BODY_MAX_DEPTH,
       shutdownGraceMs: raw.SHUTDOWN_GRACE_MS,
+      headersTimeoutMs: raw.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: raw.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: raw.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      idleTimeoutMs: raw.HTTP_IDLE_TIMEOUT_MS,
+      trustProxy: trustProxy!,
+      docsEnabled: raw.DOCS_ENABLED,
+    },
+    security: {
+      apiToken: raw.API_TOKEN,
+      apiTokenReads: raw.API_TOKEN_READS,
+      rateLimit: { max: raw.RATE_LIMIT_MAX, windowMs: parseDuration(raw.RATE_LIMIT_WINDOW) },
+      corsOrigins: corsOrigins!,
     },
   }
 }

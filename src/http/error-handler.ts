@@ -1,4 +1,13 @@
-import type { FastifyError, FastifyInstance, FastifySchemaValidationError } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
+import type {
+  ConnectionError,
+  FastifyError,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  FastifySchemaValidationError,
+} from 'fastify'
 import { fromDatabaseError } from '../database/errors.js'
 import { HttpProblem, Problem, notFound, sendProblem, validationProblem, type FieldError } from './problem.js'
 
@@ -65,4 +74,42 @@ export function registerProblemHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>
     sendProblem(reply, notFound(`No route for ${request.method} ${request.url.split('?')[0]}.`)),
   )
+}
+
+/** Fastify's `frameworkErrors`: a URL the router cannot read becomes a problem like any other. */
+export function answerFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  if (error.code === 'FST_ERR_BAD_URL') {
+    sendProblem(reply, new HttpProblem(400, 'The URL is not valid (bad percent-encoding).', '/problems/bad-url'))
+  } else if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    sendProblem(reply, new HttpProblem(414, 'A path segment of the URL is too long.', '/problems/bad-url'))
+  } else {
+    request.log.error({ err: error }, 'request failed before routing')
+    sendProblem(reply, new HttpProblem(500, 'The server could not complete the request.'))
+  }
+}
+
+const connectionProblems: Record<string, [number, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request did not arrive in time.'],
+  HPE_HEADER_OVERFLOW: [431, 'The request headers are too large.'],
+}
+
+/**
+ * Fastify's `clientErrorHandler`, for requests Node's HTTP parser refuses before Fastify sees them
+ * (malformed HTTP, headers too large, or too slow to arrive): answers in problem+json, then closes.
+ */
+export function answerClientError(error: ConnectionError, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, detail] = connectionProblems[error.code] ?? [400, 'The request is not valid HTTP.']
+  const title = STATUS_CODES[status]!
+  const body = JSON.stringify({ type: 'about:blank', title, status, detail })
+  // An answer to HEAD has no body, even when the rest of the request could not be read.
+  const packet: unknown = error.rawPacket
+  const isHead = Buffer.isBuffer(packet) && packet.subarray(0, 5).toString('latin1') === 'HEAD '
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${isHead ? '' : body}`,
+    )
+  }
+  socket.destroy()
 }

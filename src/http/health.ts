@@ -13,6 +13,9 @@ export interface HealthOptions {
 
 const Status = Type.Object({ status: Type.String() })
 
+/** Probes stay open and unthrottled: orchestrators call them often and without credentials. */
+export const healthPaths = new Set(['/healthz', '/readyz'])
+
 export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { database, cache, latestMigration }) => {
   app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is alive', response: { 200: Status } } }, () => ({
     status: 'ok',

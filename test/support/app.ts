@@ -7,7 +7,7 @@ import { buildApp } from '../../src/app.js'
 import { openCache } from '../../src/cache/open-cache.js'
 import type { ResponseCache } from '../../src/cache/response-cache.js'
 import { loadSettings } from '../../src/config/settings.js'
-import { openDatabase } from '../../src/database/database.js'
+import { openDatabase, type Database } from '../../src/database/database.js'
 import { migrate } from '../../src/database/migrations.js'
 import { createLogger } from '../../src/telemetry/logger.js'
 import { createTestDatabase } from './postgres.js'
@@ -17,6 +17,8 @@ export type Backend = 'postgres' | 'pglite'
 export interface RunningApp {
   app: FastifyInstance
   cache: ResponseCache
+  /** The app's own pool, for checking what it stored. */
+  database: Database
   url: string
   close(): Promise<void>
 }
@@ -38,7 +40,7 @@ export async function startApp(env: NodeJS.ProcessEnv, options: StartOptions = {
   const cache = options.wrapCache ? await options.wrapCache(opened) : opened
   const app = await buildApp({ settings, logger, database, cache })
   const url = await app.listen({ host: settings.host, port: 0 })
-  return { app, cache, url, close: () => app.close() }
+  return { app, cache, database, url, close: () => app.close() }
 }
 
 export interface BackendStore {

@@ -1,0 +1,85 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import cors from '@fastify/cors'
+import helmet from '@fastify/helmet'
+import rateLimit from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Settings } from '../config/settings.js'
+import { healthPaths } from './health.js'
+import { HttpProblem } from './problem.js'
+
+const writeMethods = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+const realm = 'Bearer realm="users"'
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest()
+const isHealthCheck = (request: FastifyRequest) => healthPaths.has(request.routeOptions.url ?? '')
+
+/**
+ * Bearer-token check for writes, and for reads too when `readsToo`. Both sides are hashed first so
+ * `timingSafeEqual` compares equal lengths and the time taken says nothing about the token.
+ */
+function requireToken(app: FastifyInstance, token: string, readsToo: boolean): void {
+  const expected = sha256(token)
+  const needsToken = (request: FastifyRequest) =>
+    writeMethods.has(request.method) || (readsToo && request.method !== 'OPTIONS' && !isHealthCheck(request))
+
+  app.addHook('onRequest', async (request) => {
+    if (!needsToken(request)) return
+    const presented = /^bearer +(\S+) *$/i.exec(request.headers.authorization ?? '')?.[1]
+    if (presented === undefined) {
+      throw new HttpProblem(401, 'This request needs an `Authorization: Bearer <token>` header.', '/problems/unauthorized', {
+        'www-authenticate': realm,
+      })
+    }
+    if (!timingSafeEqual(sha256(presented), expected)) {
+      throw new HttpProblem(401, 'The bearer token is not valid.', '/problems/unauthorized', {
+        'www-authenticate': `${realm}, error="invalid_token"`,
+      })
+    }
+  })
+}
+
+/** Security headers, CORS, per-client rate limits and the API token: every request passes here first. */
+export async function registerSecurity(app: FastifyInstance, settings: Settings): Promise<void> {
+  const { apiToken, apiTokenReads, rateLimit: limit, corsOrigins } = settings.security
+
+  // HTTP/1.1 requests must say which host they are for (RFC 9112, section 3.2). Node checks this itself
+  // when `requireHostHeader` is on, but answers with an empty body; the app is built with it off.
+  app.addHook('onRequest', async (request) => {
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      throw new HttpProblem(400, 'An HTTP/1.1 request needs a Host header.', '/problems/missing-host')
+    }
+  })
+
+  // The service is reached over plain HTTP (behind a TLS proxy or not): upgrading would break /docs.
+  await app.register(helmet, { contentSecurityPolicy: { directives: { 'upgrade-insecure-requests': null } } })
+
+  if (corsOrigins.length > 0) {
+    await app.register(cors, {
+      origin: corsOrigins,
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: ['authorization', 'content-type', 'if-none-match', 'x-request-id'],
+      exposedHeaders: ['etag', 'link', 'location', 'retry-after', 'x-request-id'],
+      maxAge: 600,
+    })
+  }
+
+  if (limit.max > 0) {
+    await app.register(rateLimit, {
+      global: false,
+      max: limit.max,
+      timeWindow: limit.windowMs,
+      allowList: isHealthCheck,
+      errorResponseBuilder: (_request, context) =>
+        new HttpProblem(context.statusCode, `Too many requests; try again in ${context.after}.`, '/problems/rate-limited', {
+          'retry-after': String(Math.max(1, Math.ceil(context.ttl / 1000))),
+        }),
+    })
+    // One hook at the root also counts requests for routes that do not exist.
+    app.addHook('onRequest', app.rateLimit())
+  }
+
+  if (apiToken !== undefined) requireToken(app, apiToken, apiTokenReads)
+  else if (settings.env === 'production') {
+    app.log.warn('API_TOKEN is not set: anyone who can reach this server can create, change and delete users')
+  }
+}

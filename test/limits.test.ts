@@ -1,0 +1,128 @@
+/** Limits on what a client may send and how slowly, and the checks on their settings. */
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { loadSettings, SettingsError } from '../src/config/settings.js'
+import { startApp, type RunningApp } from './support/app.js'
+import { assertProblem, request, type Answer } from './support/http.js'
+import { createTestDatabase, type TestDatabase } from './support/postgres.js'
+import { exchange, parseResponses } from './support/raw-http.js'
+
+let database: TestDatabase
+before(async () => {
+  database = await createTestDatabase()
+})
+after(() => database?.drop())
+
+async function withApp(env: NodeJS.ProcessEnv, body: (server: RunningApp) => Promise<void>): Promise<void> {
+  const server = await startApp({ DATABASE_URL: database.url, RATE_LIMIT_MAX: '0', ...env })
+  try {
+    await body(server)
+  } finally {
+    await server.close()
+  }
+}
+
+const postJson = (url: string, body: string | Uint8Array) =>
+  fetch(`${url}/users`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+const answer = async (response: Response): Promise<Answer> => ({
+  status: response.status,
+  headers: response.headers,
+  text: '',
+  body: await response.json(),
+})
+
+describe('request bodies', () => {
+  it('refuse JSON nested deeper than BODY_MAX_DEPTH before parsing it, however deep', () =>
+    withApp({ BODY_MAX_DEPTH: '3', BODY_LIMIT_BYTES: String(4 * 1024 * 1024) }, async ({ url }) => {
+      const nested = (depth: number) => '{"a":'.repeat(depth - 1) + '[1]' + '}'.repeat(depth - 1)
+      assert.equal(assertProblem(await answer(await postJson(url, nested(3))), 400).type, '/problems/validation')
+      assert.equal(assertProblem(await answer(await postJson(url, nested(4))), 400).type, '/problems/body-too-deep')
+      const abyss = '['.repeat(1_000_000) + ']'.repeat(1_000_000)
+      assert.equal(assertProblem(await answer(await postJson(url, abyss)), 400).type, '/problems/body-too-deep')
+      const inString = JSON.stringify({ name: '[[[[{{{{', email: 'brackets@example.com' })
+      assert.equal((await postJson(url, inString)).status, 201, 'brackets inside strings do not count')
+      assert.equal((await request(url, 'GET', '/healthz')).status, 200)
+    }))
+
+  it('must be valid UTF-8: bytes that are not are refused, not replaced', () =>
+    withApp({}, async ({ url }) => {
+      const invalid = Buffer.concat([Buffer.from('{"name":"Bad '), Buffer.from([0xc3, 0x28]), Buffer.from('","email":"utf8@example.com"}')])
+      const problem = assertProblem(await answer(await postJson(url, invalid)), 400)
+      assert.equal(problem.detail, 'The body is not valid UTF-8.')
+      const valid = Buffer.from(JSON.stringify({ name: 'Zoë 李', email: 'utf8@example.com' }))
+      assert.equal((await answer(await postJson(url, valid))).body.name, 'Zoë 李')
+    }))
+})
+
+describe('HTTP timeouts', () => {
+  const env = {
+    HTTP_HEADERS_TIMEOUT_MS: '300',
+    HTTP_REQUEST_TIMEOUT_MS: '600',
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: '300',
+    HTTP_IDLE_TIMEOUT_MS: '2000',
+  }
+
+  it('answer 408 in problem+json to a client whose headers, or body, do not arrive in time', () =>
+    withApp(env, async ({ url }) => {
+      const slowHeaders = await exchange(url, Buffer.from('GET /users HTTP/1.1\r\nHost: localhost\r\n'), 5000, false)
+      const slowBody = await exchange(
+        url,
+        Buffer.from('POST /users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na'),
+        5000,
+        false,
+      )
+      for (const { data, closedByServer } of [slowHeaders, slowBody]) {
+        assert.ok(closedByServer, 'the server closes the connection')
+        const [timeout] = parseResponses(data)
+        assert.equal(timeout?.status, 408, data.toString())
+        assert.match(timeout.headers['content-type'] ?? '', /^application\/problem\+json/)
+        assert.equal(JSON.parse(timeout.body).status, 408)
+      }
+    }))
+
+  it('close keep-alive connections left idle', () =>
+    withApp(env, async ({ url }) => {
+      const { data, closedByServer } = await exchange(url, Buffer.from('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n'), 5000, false)
+      assert.equal(parseResponses(data)[0]?.status, 200)
+      assert.ok(closedByServer, 'the server closes the idle connection')
+    }))
+})
+
+describe('settings', () => {
+  const refused = (env: NodeJS.ProcessEnv, variable: string) =>
+    assert.throws(() => loadSettings(env), (error: Error) => error instanceof SettingsError && error.message.includes(variable))
+
+  it('refuse unsafe or malformed security settings, naming the variable', () => {
+    refused({ API_TOKEN: 'short' }, 'API_TOKEN')
+    assert.throws(() => loadSettings({ API_TOKEN: 'secret' }), (error: Error) => !error.message.includes('secret'))
+    refused({ API_TOKEN: 'has spaces in it, sixteen+' }, 'API_TOKEN')
+    refused({ TRUST_PROXY: 'yes' }, 'TRUST_PROXY')
+    refused({ TRUST_PROXY: '10.0.0.0/33' }, 'TRUST_PROXY')
+    refused({ CORS_ORIGINS: 'https://app.example.com/path' }, 'CORS_ORIGINS')
+    refused({ CORS_ORIGINS: '*' }, 'CORS_ORIGINS')
+    refused({ RATE_LIMIT_WINDOW: 'fast' }, 'RATE_LIMIT_WINDOW')
+    refused({ RATE_LIMIT_MAX: '-1' }, 'RATE_LIMIT_MAX')
+    refused({ API_TOKEN_READS: 'maybe' }, 'API_TOKEN_READS')
+    refused({ HTTP_HEADERS_TIMEOUT_MS: '20000', HTTP_REQUEST_TIMEOUT_MS: '10000' }, 'HTTP_HEADERS_TIMEOUT_MS')
+  })
+
+  it('read durations, proxies and origins', () => {
+    const windowOf = (value: string) => loadSettings({ RATE_LIMIT_WINDOW: value }).security.rateLimit.windowMs
+    assert.deepEqual(['500', '30s', '1 minute', '2m', '1h'].map(windowOf), [500, 30_000, 60_000, 120_000, 3_600_000])
+    assert.equal(loadSettings({}).http.trustProxy, false)
+    assert.equal(loadSettings({ TRUST_PROXY: 'true' }).http.trustProxy, true)
+    assert.deepEqual(loadSettings({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,loopback' }).http.trustProxy, [
+      '10.0.0.0/8',
+      '127.0.0.1',
+      'loopback',
+    ])
+    assert.deepEqual(loadSettings({ CORS_ORIGINS: 'https://a.example.com,http://localhost:3000' }).security.corsOrigins, [
+      'https://a.example.com',
+      'http://localhost:3000',
+    ])
+    const defaults = loadSettings({})
+    assert.equal(defaults.security.apiToken, undefined)
+    assert.equal(defaults.security.rateLimit.max, 600)
+    assert.equal(defaults.http.docsEnabled, true)
+  })
+})
