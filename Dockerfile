@@ -17,9 +17,11 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM node:24.20.0-trixie-slim AS runtime
+# One worker process per CPU the container may use (node:cluster); WEB_CONCURRENCY=1 for a single process.
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
-    PORT=5000
+    PORT=5000 \
+    WEB_CONCURRENCY=auto
 WORKDIR /app
 # package.json declares "type": "module"; migrations/ is read at run time from ../../migrations
 # relative to dist/database/. The code stays owned by root, so the app cannot rewrite it; only

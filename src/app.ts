@@ -13,6 +13,7 @@ import { useJsonBodyParser } from './http/json-body.js'
 import { registerSecurity } from './http/security.js'
 import { useStrictValidation } from './http/validation.js'
 import { requestId } from './telemetry/logger.js'
+import { registerMetrics } from './telemetry/metrics.js'
 import { UsersRepository } from './users/repository.js'
 import { usersRoutes } from './users/routes.js'
 
@@ -60,6 +61,7 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   useStrictValidation(app)
   registerProblemHandlers(app)
   await registerSecurity(app, settings)
+  if (http.metricsEnabled) registerMetrics(app, { database, cache })
   if (http.docsEnabled) await registerDocs(app)
 
   await app.register(healthRoutes, { database, cache, latestMigration: await latestMigration() })

@@ -63,7 +63,7 @@ describe('Dockerfile', () => {
 
   it('runs production mode as the unprivileged node user, listening on 0.0.0.0:5000', () => {
     const runtime = stage('runtime').instructions
-    assert.deepEqual(imageEnv(), { NODE_ENV: 'production', HOST: '0.0.0.0', PORT: '5000' })
+    assert.deepEqual(imageEnv(), { NODE_ENV: 'production', HOST: '0.0.0.0', PORT: '5000', WEB_CONCURRENCY: 'auto' })
     const users = runtime.filter((i) => keyword(i) === 'USER').map(text)
     assert.deepEqual(users, ['node'])
     const user = indexOf(runtime, (i) => keyword(i) === 'USER')

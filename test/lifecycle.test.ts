@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -11,8 +12,24 @@ import { freshStore, type BackendStore } from './support/app.js'
 import { timedRequest, type Outcome } from './support/load.js'
 import { projectRoot, shell, startServerProcess } from './support/process.js'
 import { createTestDatabase } from './support/postgres.js'
+import { sharedRedis } from './support/redis.js'
 
 const silent = createLogger('silent')
+
+/** A request on a connection of its own, so that the cluster hands it to any of its workers. */
+function onNewConnection(baseUrl: string, method: string, path: string, json?: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const headers = json === undefined ? {} : { 'content-type': 'application/json' }
+    const sent = httpRequest(new URL(path, baseUrl), { method, headers, agent: false }, (answer) => {
+      let body = ''
+      answer.setEncoding('utf8')
+      answer.on('data', (chunk: string) => (body += chunk))
+      answer.on('end', () => resolve({ status: answer.statusCode!, body }))
+    })
+    sent.on('error', reject)
+    sent.end(json === undefined ? undefined : JSON.stringify(json))
+  })
+}
 
 /** A POST whose body takes `durationMs` to arrive: the server has surely accepted it before then. */
 function slowCreate(baseUrl: string, email: string, durationMs: number): Promise<Response> {
@@ -186,6 +203,74 @@ describe('the built server', () => {
       assert.match(log, /"reqId"/)
       assert.doesNotMatch(log, /secret@example\.com|Private Person/)
     } finally {
+      await database.drop()
+    }
+  })
+
+  it('runs WEB_CONCURRENCY workers sharing the port, the cache and the metrics; replaces a crashed one; stops on SIGTERM', async () => {
+    const database = await createTestDatabase()
+    const redis = await sharedRedis()
+    const server = await startServerProcess({
+      DATABASE_URL: database.url,
+      REDIS_URL: redis.url,
+      CACHE_PREFIX: redis.prefix,
+      RATE_LIMIT_MAX: '0',
+      WEB_CONCURRENCY: '2',
+    })
+    const workerPids = () => [
+      ...new Set(
+        server
+          .output()
+          .split('\n')
+          .filter((line) => line.includes('Server listening'))
+          .map((line) => JSON.parse(line).pid as number),
+      ),
+    ]
+    const isRunning = (pid: number) => {
+      try {
+        return process.kill(pid, 0)
+      } catch {
+        return false
+      }
+    }
+    try {
+      const [first, second] = workerPids()
+      assert.ok(first && second && first !== second, server.output())
+      const created = await onNewConnection(server.url, 'POST', '/users', { name: 'Before', email: 'cluster@example.com' })
+      assert.equal(created.status, 201)
+      const id = (JSON.parse(created.body) as { id: number }).id
+      const reads = 20
+      for (let i = 0; i < reads; i++) assert.equal((await onNewConnection(server.url, 'GET', `/users/${id}`)).status, 200)
+      // Every worker has the user cached by now; a change made through one is seen through all.
+      assert.equal((await onNewConnection(server.url, 'PATCH', `/users/${id}`, { name: 'After' })).status, 200)
+      for (let i = 0; i < 10; i++) {
+        const read = await onNewConnection(server.url, 'GET', `/users/${id}`)
+        assert.equal(JSON.parse(read.body).name, 'After')
+      }
+      const servedBy = new Set(
+        server
+          .output()
+          .split('\n')
+          .filter((line) => line.includes('request completed'))
+          .map((line) => JSON.parse(line).pid as number),
+      )
+      assert.deepEqual([...servedBy].sort(), [first, second].sort(), 'both workers answered requests')
+
+      const metrics = (await onNewConnection(server.url, 'GET', '/metrics')).body
+      const readsCounted = /^http_request_duration_seconds_count\{method="GET",route="\/users\/:id",status_code="200"\} (\d+)$/m.exec(metrics)
+      assert.equal(Number(readsCounted?.[1]), reads + 10, 'the metrics of both workers, summed')
+
+      process.kill(first, 'SIGKILL')
+      for (let waited = 0; workerPids().length < 3; waited += 100) {
+        assert.ok(waited < 10_000, `no worker replaced the killed one:\n${server.output()}`)
+        await sleep(100)
+      }
+      for (let i = 0; i < 10; i++) assert.equal((await onNewConnection(server.url, 'GET', `/users/${id}`)).status, 200)
+
+      assert.equal(await server.stop('SIGTERM'), 0, server.output())
+      assert.deepEqual(workerPids().filter(isRunning), [], 'every worker stopped with the primary')
+    } finally {
+      await server.stop('SIGKILL')
       await database.drop()
     }
   })

@@ -1,5 +1,6 @@
 /** Limits on what a client may send and how slowly, and the checks on their settings. */
 import assert from 'node:assert/strict'
+import { availableParallelism } from 'node:os'
 import { after, before, describe, it } from 'node:test'
 import { loadSettings, SettingsError } from '../src/config/settings.js'
 import { startApp, type RunningApp } from './support/app.js'
@@ -106,6 +107,17 @@ describe('settings', () => {
     refused({ HTTP_HEADERS_TIMEOUT_MS: '20000', HTTP_REQUEST_TIMEOUT_MS: '10000' }, 'HTTP_HEADERS_TIMEOUT_MS')
   })
 
+  it('refuse worker processes the backends cannot serve, and read WEB_CONCURRENCY=auto as the CPU count', () => {
+    const servers = { DATABASE_URL: 'postgres://localhost/usersdb', REDIS_URL: 'redis://localhost:6379' }
+    refused({ WEB_CONCURRENCY: '0' }, 'WEB_CONCURRENCY')
+    refused({ WEB_CONCURRENCY: 'many' }, 'WEB_CONCURRENCY')
+    refused({ WEB_CONCURRENCY: '2' }, 'WEB_CONCURRENCY')
+    refused({ WEB_CONCURRENCY: '2', DATABASE_URL: servers.DATABASE_URL }, 'REDIS_URL')
+    assert.equal(loadSettings({ WEB_CONCURRENCY: '2', DATABASE_URL: servers.DATABASE_URL, CACHE_ENABLED: 'false' }).workers, 2)
+    assert.equal(loadSettings({ ...servers, WEB_CONCURRENCY: '3' }).workers, 3)
+    assert.equal(loadSettings({ ...servers, WEB_CONCURRENCY: 'auto' }).workers, availableParallelism())
+  })
+
   it('read durations, proxies and origins', () => {
     const windowOf = (value: string) => loadSettings({ RATE_LIMIT_WINDOW: value }).security.rateLimit.windowMs
     assert.deepEqual(['500', '30s', '1 minute', '2m', '1h'].map(windowOf), [500, 30_000, 60_000, 120_000, 3_600_000])
@@ -121,6 +133,8 @@ describe('settings', () => {
       'http://localhost:3000',
     ])
     const defaults = loadSettings({})
+    assert.equal(defaults.workers, 1)
+    assert.equal(defaults.http.metricsEnabled, true)
     assert.equal(defaults.security.apiToken, undefined)
     assert.equal(defaults.security.rateLimit.max, 600)
     assert.equal(defaults.http.docsEnabled, true)

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net'
+import { availableParallelism } from 'node:os'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
 
@@ -12,6 +13,7 @@ const duration = /^([1-9]\d*)\s*(ms|s|sec|seconds?|m|min|minutes?|h|hours?)?$/
 const SettingsSchema = Type.Object({
   NODE_ENV: oneOf(['development', 'production', 'test'], 'development'),
   HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  WEB_CONCURRENCY: Type.String({ pattern: '^(auto|[1-9][0-9]{0,2})$', default: '1' }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 5000 }),
   LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
@@ -39,6 +41,7 @@ const SettingsSchema = Type.Object({
   RATE_LIMIT_WINDOW: Type.String({ pattern: duration.source, default: '1m' }),
   CORS_ORIGINS: Type.Optional(Type.String()),
   DOCS_ENABLED: Type.Boolean({ default: true }),
+  METRICS_ENABLED: Type.Boolean({ default: true }),
 })
 
 type RawSettings = Static<typeof SettingsSchema>
@@ -50,6 +53,8 @@ export interface Settings {
   env: RawSettings['NODE_ENV']
   host: string
   port: number
+  /** Worker processes serving the port (node:cluster); 1 serves from this process. */
+  workers: number
   logLevel: string
   database: {
     url: string | undefined
@@ -76,6 +81,7 @@ export interface Settings {
     idleTimeoutMs: number
     trustProxy: TrustProxy
     docsEnabled: boolean
+    metricsEnabled: boolean
   }
   security: {
     apiToken: string | undefined
@@ -156,11 +162,18 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if (raw.HTTP_HEADERS_TIMEOUT_MS > raw.HTTP_REQUEST_TIMEOUT_MS) {
     complain('HTTP_HEADERS_TIMEOUT_MS', 'must not exceed HTTP_REQUEST_TIMEOUT_MS')
   }
+  const workers = raw.WEB_CONCURRENCY === 'auto' ? availableParallelism() : Number(raw.WEB_CONCURRENCY)
+  if (workers > 1 && raw.DATABASE_URL === undefined) {
+    complain('WEB_CONCURRENCY', 'above 1 needs DATABASE_URL: the embedded database lives in one process')
+  } else if (workers > 1 && raw.CACHE_ENABLED && raw.REDIS_URL === undefined) {
+    complain('WEB_CONCURRENCY', 'above 1 needs REDIS_URL (or CACHE_ENABLED=false): an in-process cache would not see the other workers\' writes')
+  }
   if (problems.size > 0) throw new SettingsError(`Invalid configuration:\n  ${[...problems.values()].join('\n  ')}`)
   return {
     env: raw.NODE_ENV,
     host: raw.HOST,
     port: raw.PORT,
+    workers,
     logLevel: raw.LOG_LEVEL,
     database: {
       url: raw.DATABASE_URL,
@@ -187,6 +200,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       idleTimeoutMs: raw.HTTP_IDLE_TIMEOUT_MS,
       trustProxy: trustProxy!,
       docsEnabled: raw.DOCS_ENABLED,
+      metricsEnabled: raw.METRICS_ENABLED,
     },
     security: {
       apiToken: raw.API_TOKEN,

@@ -11,7 +11,7 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
         version: '1.0.0',
         description: 'Users stored in PostgreSQL. Every error is application/problem+json (RFC 9457).',
       },
-      tags: [{ name: 'users' }, { name: 'health' }],
+      tags: [{ name: 'users' }, { name: 'health' }, { name: 'operations' }],
     },
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
