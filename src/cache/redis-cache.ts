@@ -113,6 +113,10 @@ export class RedisCache extends GenerationalCache {
       url: options.url,
       disableOfflineQueue: true,
       commandsQueueMaxLength: 10_000,
+      // command() puts its own deadline on every call. node-redis's (5 s by default) would keep an
+      // AbortSignal and its timer alive for 5 s after each command: tens of MB at a few thousand
+      // requests per second.
+      commandOptions: { timeout: 0 },
       socket: {
         connectTimeout: Math.max(options.timeoutMs, 1000),
         reconnectStrategy: (retries) => Math.min(50 * 2 ** retries, reconnectDelayMaxMs) + Math.floor(Math.random() * 100),
