@@ -1,0 +1,322 @@
+/**
+ * `npm run bench`: the API in production mode against the local PostgreSQL and Redis, each
+ * scenario next to the ceiling Node, Redis or PostgreSQL sets for it on this machine, measured in
+ * the same run with the same load. Prints a Markdown table and saves it under bench/results/.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import pg from 'pg'
+import { createClient } from 'redis'
+import { createTestDatabase, type TestDatabase } from '../test/support/postgres.js'
+import { freePort, projectRoot, startServerProcess, type ServerProcess } from '../test/support/process.js'
+import { sharedRedis } from '../test/support/redis.js'
+import type { LoadResult, LoadSpec, Traffic } from './load.js'
+
+const { values: options } = parseArgs({
+  options: {
+    users: { type: 'string', default: '10000' },
+    'deep-users': { type: 'string', default: '1000000' },
+    connections: { type: 'string', default: '64' },
+    duration: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '3' },
+    out: { type: 'string', default: join(projectRoot, 'bench/results') },
+    'skip-deep': { type: 'boolean', default: false },
+    smoke: { type: 'boolean', default: false },
+  },
+})
+const smoke = options.smoke
+const users = smoke ? 1000 : Number(options.users)
+const deepUsers = Number(options['deep-users'])
+const connections = Number(options.connections)
+const durationSeconds = smoke ? 1 : Number(options.duration)
+const warmupSeconds = smoke ? 0.5 : Number(options.warmup)
+const skipDeep = smoke || options['skip-deep']
+const logLevel = 'info'
+
+interface Ceiling {
+  name: string
+  requestsPerSecond: number
+}
+
+interface Row {
+  scenario: string
+  result: LoadResult
+  rssMb?: number
+  ceiling?: Ceiling
+}
+
+const rows: Row[] = []
+const children = new Set<ChildProcess>()
+const servers = new Set<ServerProcess>()
+
+function collect(child: ChildProcess): Promise<string> {
+  let output = ''
+  child.stdout!.on('data', (chunk) => (output += chunk))
+  child.stderr!.on('data', (chunk) => (output += chunk))
+  return once(child, 'exit').then(([code]) => {
+    if (code !== 0) throw new Error(`${child.spawnargs.join(' ')} exited with ${code}:\n${output}`)
+    return output
+  })
+}
+
+const tsx = (script: string, ...args: string[]) =>
+  spawn(process.execPath, ['--import', 'tsx', join(projectRoot, script), ...args], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] })
+
+/** Runs the load generator in a process of its own against `url`. */
+async function load(url: string, traffic: Traffic): Promise<LoadResult> {
+  const spec: LoadSpec = { url, traffic, connections, warmupSeconds, durationSeconds }
+  const child = tsx('bench/load.ts', JSON.stringify(spec))
+  children.add(child)
+  const output = await collect(child).finally(() => children.delete(child))
+  return JSON.parse(output) as LoadResult
+}
+
+async function startCeiling(kind: string, env: NodeJS.ProcessEnv): Promise<{ url: string; stop(): void }> {
+  const port = await freePort()
+  const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'bench/ceilings.ts'), kind, String(port)], {
+    cwd: projectRoot,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  children.add(child)
+  const [chunk] = (await Promise.race([once(child.stdout!, 'data'), once(child, 'exit')])) as [unknown]
+  if (String(chunk).trim() !== 'ready') throw new Error(`ceiling ${kind} did not start`)
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop() {
+      child.kill()
+      children.delete(child)
+    },
+  }
+}
+
+async function measureCeiling(name: string, kind: string, env: NodeJS.ProcessEnv, traffic: Traffic): Promise<Ceiling> {
+  const ceiling = await startCeiling(kind, env)
+  try {
+    const result = await load(ceiling.url, traffic)
+    rows.push({ scenario: `ceiling: ${name}`, result })
+    return { name, requestsPerSecond: result.requestsPerSecond }
+  } finally {
+    ceiling.stop()
+  }
+}
+
+async function residentMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) / 1024
+}
+
+async function startApi(env: NodeJS.ProcessEnv): Promise<ServerProcess> {
+  const server = await startServerProcess({ RATE_LIMIT_MAX: '0', LOG_LEVEL: logLevel, ...env })
+  servers.add(server)
+  if (env.CACHE_ENABLED !== 'false') {
+    for (let tries = 0; ; tries++) {
+      const ready = (await (await fetch(`${server.url}/readyz`)).json()) as { cache: { status: string } }
+      if (ready.cache.status === 'ok') break
+      if (tries > 100) throw new Error('the API cache did not connect to Redis')
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  return server
+}
+
+async function stopApi(server: ServerProcess): Promise<void> {
+  servers.delete(server)
+  await server.stop()
+}
+
+async function measureApi(server: ServerProcess, scenario: string, traffic: Traffic, ceiling?: Ceiling): Promise<Row> {
+  const result = await load(server.url, traffic)
+  const row = { scenario, result, ceiling, rssMb: await residentMb(server.child.pid!) }
+  rows.push(row)
+  return row
+}
+
+async function insertUsers(client: pg.Client, from: number, to: number): Promise<void> {
+  await client.query(
+    `INSERT INTO users (name, email) SELECT 'User ' || g, 'user-' || g || '@bench.example.com' FROM generate_series($1::int, $2::int) g`,
+    [from, to],
+  )
+  await client.query('ANALYZE users')
+}
+
+const format = (value: number, digits = 0) => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+
+function table(): string {
+  const lines = [
+    '| scenario | requests/s | p50 ms | p99 ms | errors | RSS MB | ceiling | ratio |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
+  ]
+  for (const { scenario, result, rssMb, ceiling } of rows) {
+    const ratio = ceiling ? `${format((100 * result.requestsPerSecond) / ceiling.requestsPerSecond)}%` : ''
+    lines.push(
+      `| ${scenario} | ${format(result.requestsPerSecond)} | ${format(result.p50Ms, 1)} | ${format(result.p99Ms, 1)} | ` +
+        `${result.errors} | ${rssMb === undefined ? '' : format(rssMb)} | ${ceiling?.name ?? ''} | ${ratio} |`,
+    )
+  }
+  return lines.join('\n')
+}
+
+const target = (met: boolean, text: string) => `- ${met ? 'PASS' : 'FAIL'}: ${text}`
+const ratioTarget = (row: Row, minimum: number) =>
+  target(
+    row.result.requestsPerSecond >= minimum * row.ceiling!.requestsPerSecond,
+    `${row.scenario} ≥ ${minimum * 100}% of ${row.ceiling!.name} ` +
+      `(${format((100 * row.result.requestsPerSecond) / row.ceiling!.requestsPerSecond)}%)`,
+  )
+
+let database: TestDatabase | undefined
+let redisPrefix: string | undefined
+const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+async function cleanUp(): Promise<void> {
+  for (const child of children) child.kill('SIGKILL')
+  for (const server of servers) await server.stop('SIGKILL')
+  await database?.drop()
+  if (redisPrefix) {
+    const client = createClient({ url: redisUrl })
+    await client.connect()
+    for await (const keys of client.scanIterator({ MATCH: `${redisPrefix}*`, COUNT: 1000 })) {
+      if (keys.length > 0) await client.del(keys)
+    }
+    client.destroy()
+  }
+}
+
+async function main(): Promise<string> {
+  database = await createTestDatabase()
+  const redis = await sharedRedis()
+  redisPrefix = redis.prefix
+  const client = new pg.Client({ connectionString: database.url })
+  await client.connect()
+  const cachedEnv = { DATABASE_URL: database.url, REDIS_URL: redisUrl, CACHE_PREFIX: redis.prefix }
+
+  let api = await startApi(cachedEnv)
+  await insertUsers(client, 1, users)
+  const userBody = await (await fetch(`${api.url}/users/1`)).text()
+  const pageBody = await (await fetch(`${api.url}/users?limit=100`)).text()
+  const versions = {
+    node: process.version,
+    postgres: (await client.query('SHOW server_version')).rows[0].server_version as string,
+    redis: '',
+  }
+  const redisClient = createClient({ url: redisUrl })
+  await redisClient.connect()
+  versions.redis = /redis_version:(\S+)/.exec(await redisClient.info('server'))![1]!
+  const ceilingKeys = { user: `${redis.prefix}ceiling:user`, page: `${redis.prefix}ceiling:page` }
+  await redisClient.set(ceilingKeys.user, userBody)
+  await redisClient.set(ceilingKeys.page, pageBody)
+  redisClient.destroy()
+
+  const getById: Traffic = { kind: 'get-random-id', maxId: users }
+  const listPages: Traffic = { kind: 'list-random-cursor', maxId: users, limit: 100 }
+  const rename: Traffic = { kind: 'rename-random-id', maxId: users }
+  const mix: Traffic = { kind: 'read-write-mix', maxId: users, writePercent: 10 }
+  const ceilingEnv = { BENCH_DATABASE_URL: database.url, BENCH_REDIS_URL: redisUrl }
+
+  const ceilings = {
+    http: await measureCeiling('node:http, fixed JSON', 'http', {}, getById),
+    redisUser: await measureCeiling('node-redis GET, user-sized', 'redis-get', { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.user }, getById),
+    redisPage: await measureCeiling('node-redis GET, page-sized', 'redis-get', { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.page }, listPages),
+    select: await measureCeiling('pg SELECT by id', 'pg-select', ceilingEnv, getById),
+    insert: await measureCeiling('pg INSERT', 'pg-insert', ceilingEnv, { kind: 'create-unique', tag: 'ceiling' }),
+    update: await measureCeiling('pg UPDATE by id', 'pg-update', ceilingEnv, rename),
+  }
+
+  const cachedGet = await measureApi(api, 'cached GET /users/{id}', getById, ceilings.redisUser)
+  const cachedList = await measureApi(api, 'cached GET /users?limit=100', listPages, ceilings.redisPage)
+  const create = await measureApi(api, 'POST /users', { kind: 'create-unique', tag: 'api' }, ceilings.insert)
+  const patch = await measureApi(api, 'PATCH /users/{id}', rename, ceilings.update)
+  await measureApi(api, '90% GET /users/{id}, 10% PATCH', mix, ceilings.redisUser)
+  const passes: number[] = []
+  for (const pass of [2, 3]) {
+    await measureApi(api, `pass ${pass}: cached GET /users/{id}`, getById, ceilings.redisUser)
+    await measureApi(api, `pass ${pass}: cached GET /users?limit=100`, listPages, ceilings.redisPage)
+    passes.push((await measureApi(api, `pass ${pass}: 90% GET, 10% PATCH`, mix, ceilings.redisUser)).rssMb!)
+  }
+  await stopApi(api)
+
+  api = await startApi({ ...cachedEnv, CACHE_ENABLED: 'false' })
+  const uncachedGet = await measureApi(api, 'uncached GET /users/{id}', getById, ceilings.select)
+  let deep: { first: Row; last: Row } | undefined
+  if (!skipDeep) {
+    const { rows: [{ count }] } = await client.query('SELECT count(*)::int AS count FROM users')
+    const { rows: [{ max }] } = await client.query('SELECT max(id) AS max FROM users')
+    await insertUsers(client, max + 1, max + deepUsers - count)
+    const { rows: [{ last }] } = await client.query('SELECT max(id) AS last FROM users')
+    deep = {
+      first: await measureApi(api, `uncached first page at ${format(deepUsers)} users`, { kind: 'get', path: '/users?limit=100' }),
+      last: await measureApi(api, `uncached page near the end at ${format(deepUsers)} users`, {
+        kind: 'get',
+        path: `/users?limit=100&after=${last - 150}`,
+      }),
+    }
+  }
+  await stopApi(api)
+
+  api = await startApi({ ...cachedEnv, WEB_CONCURRENCY: '2' })
+  const twoWorkers = await measureApi(api, 'cached GET /users/{id}, 2 workers', getById, ceilings.redisUser)
+  delete twoWorkers.rssMb
+  await stopApi(api)
+  await client.end()
+
+  const apiRows = rows.filter((row) => !row.scenario.startsWith('ceiling') && row !== twoWorkers)
+  const targets = [
+    ratioTarget(cachedGet, 0.75),
+    ratioTarget(uncachedGet, 0.75),
+    ratioTarget(cachedList, 0.75),
+    ratioTarget(create, 0.75),
+    `- (no target) ${patch.scenario}: ${format((100 * patch.result.requestsPerSecond) / ceilings.update.requestsPerSecond)}% of ${ceilings.update.name}`,
+    deep
+      ? target(
+          deep.last.result.p50Ms <= 1.5 * Math.max(deep.first.result.p50Ms, 1),
+          `page near the end p50 ${format(deep.last.result.p50Ms, 1)} ms within 1.5× of the first page's ` +
+            `${format(deep.first.result.p50Ms, 1)} ms (autocannon reports whole milliseconds)`,
+        )
+      : '- (skipped) deep page at 1,000,000 users',
+    target(rows.every((row) => row.result.errors === 0), 'zero errors in every scenario'),
+    target(Math.max(...apiRows.map((row) => row.rssMb!)) <= 150, `RSS of the API process ≤ 150 MB (max ${format(Math.max(...apiRows.map((row) => row.rssMb!)))} MB)`),
+    target(passes[1]! <= passes[0]! * 1.1, `RSS growth from pass 2 to pass 3 ≤ 10% (${format(passes[0]!)} → ${format(passes[1]!)} MB)`),
+    target(
+      twoWorkers.result.requestsPerSecond > cachedGet.result.requestsPerSecond,
+      `2 workers serve more cached reads than 1 (${format(twoWorkers.result.requestsPerSecond / cachedGet.result.requestsPerSecond, 2)}×)`,
+    ),
+  ]
+
+  const cpu = cpus()
+  return [
+    `# Benchmark, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    '',
+    `Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${format(totalmem() / 2 ** 30)} GiB. ` +
+      `Node ${versions.node}, PostgreSQL ${versions.postgres}, Redis ${versions.redis}.`,
+    `Load: autocannon in its own process, ${connections} connections, ${warmupSeconds} s warm-up then ${durationSeconds} s per scenario. ` +
+      `${format(users)} users. API: \`node dist/server.js\`, NODE_ENV=production, LOG_LEVEL=${logLevel}, RATE_LIMIT_MAX=0, ` +
+      `one process unless said; "uncached" is CACHE_ENABLED=false. Errors count non-2xx answers, socket errors and time-outs.` +
+      (smoke ? ' SMOKE RUN: numbers mean nothing.' : ''),
+    '',
+    table(),
+    '',
+    '## Targets',
+    '',
+    ...targets,
+    '',
+  ].join('\n')
+}
+
+process.on('SIGINT', () => void cleanUp().finally(() => process.exit(130)))
+let report: string
+try {
+  report = await main()
+} finally {
+  await cleanUp()
+}
+console.log(report)
+await mkdir(options.out, { recursive: true })
+const file = join(options.out, `${new Date().toISOString().slice(0, 10)}-${users}-users${smoke ? '-smoke' : ''}.md`)
+await writeFile(file, report)
+if (!smoke) await writeFile(join(options.out, 'latest.md'), report)
+console.log(`saved ${file}`)

@@ -1,0 +1,59 @@
+/** A smoke run of `npm run bench`: every part of it works; its numbers are not looked at. */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { createTestDatabase } from './support/postgres.js'
+import { projectRoot } from './support/process.js'
+import { sharedRedis } from './support/redis.js'
+
+describe('the benchmark', () => {
+  it('runs every scenario and ceiling end to end and saves its table (smoke: 1 s each)', async () => {
+    // Fails at once, saying how to start them, when PostgreSQL or Redis is down.
+    await (await createTestDatabase()).drop()
+    await sharedRedis()
+    const out = await mkdtemp(join(tmpdir(), 'fullstack-bench-'))
+    try {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--smoke', '--out', out], {
+        cwd: projectRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let output = ''
+      child.stdout.on('data', (chunk) => (output += chunk))
+      child.stderr.on('data', (chunk) => (output += chunk))
+      const [code] = await once(child, 'exit')
+      assert.equal(code, 0, output)
+
+      const rows = output.split('\n').filter((line) => /^\| (?!scenario|---)/.test(line))
+      const scenarios = rows.map((row) => row.split('|')[1]!.trim())
+      for (const expected of [
+        'ceiling: node:http, fixed JSON',
+        'ceiling: node-redis GET, user-sized',
+        'ceiling: node-redis GET, page-sized',
+        'ceiling: pg SELECT by id',
+        'ceiling: pg INSERT',
+        'ceiling: pg UPDATE by id',
+        'cached GET /users/{id}',
+        'cached GET /users?limit=100',
+        'POST /users',
+        'PATCH /users/{id}',
+        '90% GET /users/{id}, 10% PATCH',
+        'uncached GET /users/{id}',
+        'cached GET /users/{id}, 2 workers',
+      ]) {
+        assert.ok(scenarios.includes(expected), `no row for ${expected}:\n${output}`)
+      }
+      for (const row of rows) assert.match(row.split('|')[2]!, /^ [\d,]+ $/, row)
+      assert.match(output, /^## Targets$/m)
+
+      const [saved, ...others] = await readdir(out)
+      assert.deepEqual(others, [])
+      assert.match(await readFile(join(out, saved!), 'utf8'), /\| cached GET \/users\/\{id\} \|/)
+    } finally {
+      await rm(out, { recursive: true, force: true })
+    }
+  })
+})
