@@ -1,5 +1,6 @@
 import { createClient, defineScript } from 'redis'
 import type { Logger } from 'pino'
+import { resilientClientOptions, withDeadline } from './redis-connection.js'
 import { GenerationalCache, generationSlackSeconds, type CacheHealth } from './response-cache.js'
 
 /*
@@ -14,7 +15,6 @@ import { GenerationalCache, generationSlackSeconds, type CacheHealth } from './r
  *   P E:scope:G:variant         the cached value
  */
 const settlingMs = 3000
-const reconnectDelayMaxMs = 1000
 
 const currentEpoch = `
 local function now() local t = redis.call('TIME') return t[1] .. string.format('%06d', t[2]) end
@@ -85,10 +85,6 @@ export interface RedisCacheOptions {
 
 const epochTtlSeconds = 7 * 24 * 3600
 
-class CacheTimeoutError extends Error {
-  override name = 'CacheTimeoutError'
-}
-
 /**
  * The shared backend. Redis being down, restarting or slow never fails a request: reads go to the
  * database, writes are acknowledged. After any failed or late command the instance stops reading
@@ -110,17 +106,7 @@ export class RedisCache extends GenerationalCache {
   ) {
     super()
     this.client = createClient({
-      url: options.url,
-      disableOfflineQueue: true,
-      commandsQueueMaxLength: 10_000,
-      // command() puts its own deadline on every call. node-redis's (5 s by default) would keep an
-      // AbortSignal and its timer alive for 5 s after each command: tens of MB at a few thousand
-      // requests per second.
-      commandOptions: { timeout: 0 },
-      socket: {
-        connectTimeout: Math.max(options.timeoutMs, 1000),
-        reconnectStrategy: (retries) => Math.min(50 * 2 ** retries, reconnectDelayMaxMs) + Math.floor(Math.random() * 100),
-      },
+      ...resilientClientOptions(options.url, options.timeoutMs),
       scripts: { lookup: lookupScript, invalidate: invalidateScript, newEpoch: newEpochScript },
     })
     this.client.on('error', (error: Error) => this.report(error))
@@ -132,13 +118,8 @@ export class RedisCache extends GenerationalCache {
     this.connecting = this.client.connect().catch((error: Error) => this.report(error))
   }
 
-  /** node-redis's own command timeout does not end a command already written to a stalled server. */
   private command<T>(run: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new CacheTimeoutError(`no answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs)
-    })
-    return Promise.race([run(), late]).finally(() => clearTimeout(timer))
+    return withDeadline(run, this.options.timeoutMs)
   }
 
   private failed(error: unknown): void {

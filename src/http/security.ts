@@ -4,9 +4,11 @@ import cors from '@fastify/cors'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import helmet, { type HelmetOptions } from 'helmet'
+import type { Logger } from 'pino'
 import type { Settings } from '../config/settings.js'
 import { healthPaths } from './health.js'
 import { HttpProblem } from './problem.js'
+import { redisRateLimitCounters } from './rate-limit-store.js'
 
 const writeMethods = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 const realm = 'Bearer realm="users"'
@@ -84,10 +86,14 @@ export async function registerSecurity(app: FastifyInstance, settings: Settings)
   }
 
   if (limit.max > 0) {
+    const { redisUrl, prefix, timeoutMs } = settings.cache
+    const counters = redisUrl && redisRateLimitCounters(redisUrl, `${prefix}rate:`, timeoutMs, app.log as Logger)
+    if (counters) app.addHook('onClose', () => counters.close())
     await app.register(rateLimit, {
       global: false,
       max: limit.max,
       timeWindow: limit.windowMs,
+      ...(counters ? { store: counters.Store, skipOnError: true } : {}),
       allowList: isHealthCheck,
       errorResponseBuilder: (_request, context) =>
         new HttpProblem(context.statusCode, `Too many requests; try again in ${context.after}.`, '/problems/rate-limited', {
