@@ -8,16 +8,20 @@ export type Traffic =
   | { kind: 'get'; path: string }
   | { kind: 'get-random-id'; maxId: number }
   | { kind: 'list-random-cursor'; maxId: number; limit: number }
+  | { kind: 'get-each-id'; maxId: number }
+  | { kind: 'list-each-cursor'; maxId: number; limit: number }
   | { kind: 'create-unique'; tag: string }
   | { kind: 'rename-random-id'; maxId: number }
   | { kind: 'read-write-mix'; maxId: number; writePercent: number }
 
+/** Runs for a warm-up and a duration, or sends `requests` requests and reports nothing. */
 export interface LoadSpec {
   url: string
   traffic: Traffic
   connections: number
   warmupSeconds: number
   durationSeconds: number
+  requests?: number
 }
 
 export interface LoadResult {
@@ -42,6 +46,10 @@ function requestMaker(traffic: Traffic): () => Request {
       return () => ({ method: 'GET', path: `/users/${randomId(traffic.maxId)}` })
     case 'list-random-cursor':
       return () => ({ method: 'GET', path: `/users?limit=${traffic.limit}&after=${randomId(traffic.maxId) - 1}` })
+    case 'get-each-id':
+      return () => ({ method: 'GET', path: `/users/${(sequence++ % traffic.maxId) + 1}` })
+    case 'list-each-cursor':
+      return () => ({ method: 'GET', path: `/users?limit=${traffic.limit}&after=${sequence++ % traffic.maxId}` })
     case 'create-unique':
       return () => {
         const body = JSON.stringify({ name: 'Bench User', email: `${traffic.tag}-${process.pid}-${sequence++}@bench.example.com` })
@@ -65,16 +73,20 @@ function requestMaker(traffic: Traffic): () => Request {
 const spec = JSON.parse(process.argv[2]!) as LoadSpec
 // One maker for the warm-up and the measurement, so that created emails stay unique across both.
 const next = requestMaker(spec.traffic)
-const run = (seconds: number) =>
+const run = (length: { duration: number } | { amount: number }) =>
   autocannon({
     url: spec.url,
     connections: spec.connections,
-    duration: seconds,
+    ...length,
     requests: [{ setupRequest: (request) => ({ ...request, ...next() }) as autocannon.Request }],
   })
 
-if (spec.warmupSeconds > 0) await run(spec.warmupSeconds)
-const result = await run(spec.durationSeconds)
+if (spec.requests !== undefined) {
+  await run({ amount: spec.requests })
+  process.exit(0)
+}
+if (spec.warmupSeconds > 0) await run({ duration: spec.warmupSeconds })
+const result = await run({ duration: spec.durationSeconds })
 const outcome: LoadResult = {
   requestsPerSecond: result.requests.average,
   p50Ms: result.latency.p50,

@@ -29,5 +29,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       }),
     },
   }
-  return destination ? pino(options, destination) : pino(options)
+  // Asynchronous stdout: a write no longer blocks each request; pino flushes what is pending when the
+  // process exits.
+  return pino(options, destination ?? pino.destination({ dest: 1, sync: false }))
 }
