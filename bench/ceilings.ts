@@ -40,7 +40,8 @@ async function handlerFor(kind: CeilingKind): Promise<Handler> {
     return async () => body
   }
   if (kind === 'redis-get') {
-    const client = createClient({ url: process.env.BENCH_REDIS_URL })
+    // Without node-redis's default per-command timeout, as the API runs it (src/cache/redis-connection.ts).
+    const client = createClient({ url: process.env.BENCH_REDIS_URL, commandOptions: { timeout: 0 } })
     await client.connect()
     const key = process.env.BENCH_REDIS_KEY!
     return async () => (await client.get(key)) ?? ''
