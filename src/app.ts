@@ -12,7 +12,7 @@ import { healthRoutes } from './http/health.js'
 import { useJsonBodyParser } from './http/json-body.js'
 import { registerSecurity } from './http/security.js'
 import { useStrictValidation } from './http/validation.js'
-import { requestId } from './telemetry/logger.js'
+import { AccessLog, requestId } from './telemetry/logger.js'
 import { registerMetrics } from './telemetry/metrics.js'
 import { UsersRepository } from './users/repository.js'
 import { usersRoutes } from './users/routes.js'
@@ -31,8 +31,7 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   const app = Fastify({
     loggerInstance,
     genReqId: requestId,
-    // One access-log line per request (below), instead of Fastify's two.
-    disableRequestLogging: true,
+    logController: new AccessLog(),
     bodyLimit: http.bodyLimitBytes,
     trustProxy: http.trustProxy,
     requestTimeout: http.requestTimeoutMs,
@@ -52,9 +51,6 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   closeConnectionsGracefully(app)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
-  })
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info({ req: request, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }, 'request completed')
   })
   app.addHook('onClose', async () => {
     await cache.close()

@@ -31,7 +31,9 @@ export async function superviseWorkers(settings: Settings, logger: Logger): Prom
     stopping = true
     exitCode = code
     logger.info(reason, 'stopping the workers')
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM')
+    const workers = Object.values(cluster.workers ?? {})
+    if (workers.length === 0) process.exit(exitCode)
+    for (const worker of workers) worker?.process.kill('SIGTERM')
     setTimeout(() => {
       logger.error({ graceMs: settings.http.shutdownGraceMs }, 'workers did not stop within the grace period')
       process.exit(1)
@@ -46,7 +48,7 @@ export async function superviseWorkers(settings: Settings, logger: Logger): Prom
       if (remaining === 0) process.exit(exitCode)
       return
     }
-    const exited = { pid: worker.process.pid, code, signal }
+    const exited = { workerPid: worker.process.pid, code, signal }
     if (!listening.has(worker)) return stop({ ...exited, reason: 'a worker exited before it listened' }, 1)
     logger.error(exited, 'worker exited; starting another')
     setTimeout(() => stopping || cluster.fork(), restartDelayMs)
