@@ -187,6 +187,9 @@ describe('cached reads over HTTP with two instances sharing Redis', () => {
 
 type CacheChoice = (opened: ResponseCache, redis: { url: string; prefix: string }) => Promise<ResponseCache>
 
+/** Slower than the fills below, so that a naive cache's late fill lands between two writes. */
+const writePauseMs = 45
+
 async function freshnessUnderLoad(choose: CacheChoice) {
   const database = await createTestDatabase()
   const redis = await sharedRedis()
@@ -199,7 +202,7 @@ async function freshnessUnderLoad(choose: CacheChoice) {
       const created = await request(instances[0]!.url, 'POST', '/users', { json: { name: 'v0', email: `load${i}@example.com` } })
       userIds.push(created.body.id)
     }
-    return await readWriteLoad({ urls: instances.map((instance) => instance.url), userIds, writesPerUser: 30, readers: 8, writePauseMs: 10 })
+    return await readWriteLoad({ urls: instances.map((instance) => instance.url), userIds, writesPerUser: 30, readers: 16, writePauseMs })
   } finally {
     for (const instance of instances) await instance.close()
     await database.drop()
