@@ -234,8 +234,12 @@ describe('the built server', () => {
       }
     }
     try {
-      const [first, second] = workerPids()
-      assert.ok(first && second && first !== second, server.output())
+      // /readyz answers once one worker listens; the other may still be starting.
+      for (let waited = 0; workerPids().length < 2; waited += 100) {
+        assert.ok(waited < 10_000, `the second worker did not start:\n${server.output()}`)
+        await sleep(100)
+      }
+      const [first, second] = workerPids() as [number, number]
       const created = await onNewConnection(server.url, 'POST', '/users', { name: 'Before', email: 'cluster@example.com' })
       assert.equal(created.status, 201)
       const id = (JSON.parse(created.body) as { id: number }).id
