@@ -5,12 +5,15 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import type { Settings } from '../config/settings.js'
+import { statementRunner, type RunStatement } from './statements.js'
 
 export interface Database {
   readonly kind: 'postgres' | 'pglite'
   readonly pool: pg.Pool
   /** Named prepared statements live in one backend session, which PGlite shares between connections. */
   readonly preparesStatements: boolean
+  /** Runs one statement, retrying lost deadlocks; raises the domain errors of ./errors.ts. */
+  readonly query: RunStatement
   close(): Promise<void>
 }
 
@@ -36,7 +39,7 @@ function watchPool(pool: pg.Pool, logger: Logger): void {
 async function openPostgres(url: string, settings: Settings['database'], logger: Logger): Promise<Database> {
   const pool = new pg.Pool({ connectionString: url, ...poolOptions(settings) })
   watchPool(pool, logger)
-  return { kind: 'postgres', pool, preparesStatements: true, close: () => pool.end() }
+  return { kind: 'postgres', pool, preparesStatements: true, query: statementRunner(pool, logger), close: () => pool.end() }
 }
 
 async function openPglite(settings: Settings['database'], logger: Logger): Promise<Database> {
@@ -62,6 +65,7 @@ async function openPglite(settings: Settings['database'], logger: Logger): Promi
     kind: 'pglite',
     pool,
     preparesStatements: false,
+    query: statementRunner(pool, logger),
     async close() {
       await pool.end()
       await server.stop()

@@ -8,7 +8,14 @@ import type {
   FastifyRequest,
   FastifySchemaValidationError,
 } from 'fastify'
-import { fromDatabaseError } from '../database/errors.js'
+import {
+  Conflict,
+  DatabaseBusy,
+  DatabaseContention,
+  DatabaseFailure,
+  DatabaseTimeout,
+  InvalidValue,
+} from '../database/errors.js'
 import { HttpProblem, Problem, notFound, sendProblem, validationProblem, type FieldError } from './problem.js'
 
 function describe(error: FastifySchemaValidationError): string {
@@ -40,13 +47,41 @@ const fastifyClientErrors: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: '/problems/malformed-json',
 }
 
+const retryLater = { 'retry-after': '2' }
+
+/** The database layer's domain errors (./database/errors.ts) and the features' refinements of them. */
+function fromDomainError(error: unknown): HttpProblem | undefined {
+  if (error instanceof Conflict) return new HttpProblem(409, error.message, `/problems/${error.reason}`)
+  if (error instanceof InvalidValue) {
+    return new HttpProblem(400, 'A value is not acceptable to the database.', '/problems/invalid-value')
+  }
+  if (error instanceof DatabaseBusy) {
+    return new HttpProblem(503, 'The database is busy; try again shortly.', '/problems/database-busy', retryLater)
+  }
+  if (error instanceof DatabaseTimeout) {
+    return new HttpProblem(503, 'The database took too long to answer.', '/problems/database-timeout', retryLater)
+  }
+  if (error instanceof DatabaseContention) {
+    return new HttpProblem(
+      503,
+      'Concurrent changes kept conflicting with this one; try again shortly.',
+      '/problems/database-contention',
+      retryLater,
+    )
+  }
+  if (error instanceof DatabaseFailure) {
+    return new HttpProblem(503, 'The database is unavailable; try again shortly.', '/problems/database-unavailable', retryLater)
+  }
+  return undefined
+}
+
 function toHttpProblem(error: FastifyError): HttpProblem | undefined {
   if (error instanceof HttpProblem) return error
   if (error.validation) {
     return validationProblem(error.validation.map((item) => fieldError(error.validationContext ?? 'request', item)))
   }
-  const fromDatabase = fromDatabaseError(error)
-  if (fromDatabase) return fromDatabase
+  const fromDomain = fromDomainError(error)
+  if (fromDomain) return fromDomain
   if (error instanceof SyntaxError) {
     const detail = error.message.includes('forbidden prototype property')
       ? 'The body uses a forbidden key (__proto__ or constructor.prototype).'

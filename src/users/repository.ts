@@ -1,15 +1,15 @@
 import type { Database } from '../database/database.js'
-import { HttpProblem } from '../http/problem.js'
+import { Conflict, UniqueViolation } from '../database/errors.js'
 import type { ListQuery, NewUser, User, UserChanges } from './schemas.js'
 
 const columns = 'id, name, email, created_at, updated_at'
 
-const emailTaken = () =>
-  new HttpProblem(409, 'Another user already has this email address.', '/problems/email-taken')
-
-function isEmailConflict(error: unknown): boolean {
-  const { code, constraint } = error as { code?: string; constraint?: string }
-  return code === '23505' && constraint === 'users_email_lower_key'
+/** Another user has the email (the unique index on lower(email) said so). */
+export class EmailTaken extends Conflict {
+  override name = 'EmailTaken'
+  constructor(options?: ErrorOptions) {
+    super('Another user already has this email address.', 'email-taken', options)
+  }
 }
 
 export interface UserPage {
@@ -23,9 +23,11 @@ export class UsersRepository {
   private async rows(name: string, text: string, values: unknown[]): Promise<User[]> {
     const query = this.database.preparesStatements ? { name, text, values } : { text, values }
     try {
-      return (await this.database.pool.query<User>(query)).rows
+      return await this.database.query<User>(query)
     } catch (error) {
-      if (isEmailConflict(error)) throw emailTaken()
+      if (error instanceof UniqueViolation && error.constraint === 'users_email_lower_key') {
+        throw new EmailTaken({ cause: error })
+      }
       throw error
     }
   }
