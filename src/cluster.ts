@@ -1,8 +1,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import type { Logger } from 'pino'
 import type { Settings } from './config/settings.js'
-import { openDatabase } from './database/database.js'
-import { migrate } from './database/migrations.js'
+import { exitOnStartupFailure, openMigratedDatabase } from './database/startup.js'
 import { serveClusterMetrics } from './telemetry/metrics.js'
 
 const restartDelayMs = 1000
@@ -14,12 +13,10 @@ const restartDelayMs = 1000
  * primary then stops everything and exits 1, so the supervisor (Docker, systemd) sees it.
  */
 export async function superviseWorkers(settings: Settings, logger: Logger): Promise<void> {
-  const database = await openDatabase(settings.database, logger)
-  try {
-    await migrate(database.pool, logger)
-  } finally {
-    await database.close()
-  }
+  const database = await openMigratedDatabase(settings.database, logger, { migrateIt: true }).catch((error: unknown) =>
+    exitOnStartupFailure(error, logger),
+  )
+  await database.close()
   serveClusterMetrics()
 
   const listening = new WeakSet<Worker>()

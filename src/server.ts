@@ -4,8 +4,7 @@ import { buildApp } from './app.js'
 import { openCache } from './cache/open-cache.js'
 import { superviseWorkers } from './cluster.js'
 import { loadSettings, SettingsError, type Settings } from './config/settings.js'
-import { openDatabase } from './database/database.js'
-import { migrate } from './database/migrations.js'
+import { exitOnStartupFailure, openMigratedDatabase } from './database/startup.js'
 import { createLogger } from './telemetry/logger.js'
 
 let settings: Settings
@@ -22,9 +21,10 @@ const logger = createLogger(settings.logLevel)
 if (settings.workers > 1 && cluster.isPrimary) {
   await superviseWorkers(settings, logger)
 } else {
-  const database = await openDatabase(settings.database, logger)
   // A cluster's primary has migrated already.
-  if (cluster.isPrimary) await migrate(database.pool, logger)
+  const database = await openMigratedDatabase(settings.database, logger, { migrateIt: cluster.isPrimary }).catch(
+    (error: unknown) => exitOnStartupFailure(error, logger),
+  )
   const cache = openCache(settings.cache, logger)
   const app = await buildApp({ settings, logger, database, cache })
 

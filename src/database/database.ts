@@ -5,6 +5,7 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import type { Settings } from '../config/settings.js'
+import { lockDataDir } from './data-dir-lock.js'
 import { statementRunner, type RunStatement } from './statements.js'
 
 export interface Database {
@@ -45,7 +46,12 @@ async function openPostgres(url: string, settings: Settings['database'], logger:
 async function openPglite(settings: Settings['database'], logger: Logger): Promise<Database> {
   const dataDir = resolve(settings.dataDir)
   await mkdir(dataDir, { recursive: true })
-  const engine = await PGlite.create(dataDir)
+  // Two processes writing one PGlite directory lose each other's writes: the second one refuses.
+  const unlock = await lockDataDir(dataDir, logger)
+  const engine = await PGlite.create(dataDir).catch(async (error: unknown) => {
+    await unlock()
+    throw error
+  })
   // PGlite is one backend: a single client keeps statements in order; spare server slots let the
   // pool replace a client the socket server dropped (it closes a connection after an SQL error).
   const server = new PGLiteSocketServer({ db: engine, host: '127.0.0.1', port: 0, maxConnections: 4 })
@@ -70,6 +76,7 @@ async function openPglite(settings: Settings['database'], logger: Logger): Promi
       await pool.end()
       await server.stop()
       await engine.close()
+      await unlock()
     },
   }
 }
