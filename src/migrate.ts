@@ -1,13 +1,10 @@
 import { loadSettings } from './config/settings.js'
-import { openDatabase } from './database/database.js'
-import { migrate } from './database/migrations.js'
+import { exitOnStartupFailure, openMigratedDatabase } from './database/startup.js'
 import { createLogger } from './telemetry/logger.js'
 
 const settings = loadSettings()
 const logger = createLogger(settings.logLevel)
-const database = await openDatabase(settings.database, logger)
-try {
-  await migrate(database.pool, logger)
-} finally {
-  await database.close()
-}
+const database = await openMigratedDatabase(settings.database, logger, { migrateIt: true }).catch((error: unknown) =>
+  exitOnStartupFailure(error, logger),
+)
+await database.close()
