@@ -115,7 +115,7 @@ describe('settings', () => {
     refused({ WEB_CONCURRENCY: '2', DATABASE_URL: servers.DATABASE_URL }, 'REDIS_URL')
     assert.equal(loadSettings({ WEB_CONCURRENCY: '2', DATABASE_URL: servers.DATABASE_URL, CACHE_ENABLED: 'false' }).workers, 2)
     assert.equal(loadSettings({ ...servers, WEB_CONCURRENCY: '3' }).workers, 3)
-    assert.equal(loadSettings({ ...servers, WEB_CONCURRENCY: 'auto' }).workers, availableParallelism())
+    assert.equal(loadSettings({ ...servers, WEB_CONCURRENCY: 'auto' }).workers, Math.min(availableParallelism(), 10))
   })
 
   it('read durations, proxies and origins', () => {

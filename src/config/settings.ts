@@ -59,6 +59,7 @@ export interface Settings {
   database: {
     url: string | undefined
     dataDir: string
+    /** Connections of this process's pool: DATABASE_POOL_MAX shared among the workers. */
     poolMax: number
     connectTimeoutMs: number
     statementTimeoutMs: number
@@ -162,11 +163,25 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if (raw.HTTP_HEADERS_TIMEOUT_MS > raw.HTTP_REQUEST_TIMEOUT_MS) {
     complain('HTTP_HEADERS_TIMEOUT_MS', 'must not exceed HTTP_REQUEST_TIMEOUT_MS')
   }
-  const workers = raw.WEB_CONCURRENCY === 'auto' ? availableParallelism() : Number(raw.WEB_CONCURRENCY)
+  // `auto` takes one worker per CPU, but never more workers than the instance has connections.
+  const workers =
+    raw.WEB_CONCURRENCY === 'auto'
+      ? Math.min(availableParallelism(), raw.DATABASE_POOL_MAX)
+      : Number(raw.WEB_CONCURRENCY)
   if (workers > 1 && raw.DATABASE_URL === undefined) {
     complain('WEB_CONCURRENCY', 'above 1 needs DATABASE_URL: the embedded database lives in one process')
   } else if (workers > 1 && raw.CACHE_ENABLED && raw.REDIS_URL === undefined) {
     complain('WEB_CONCURRENCY', 'above 1 needs REDIS_URL (or CACHE_ENABLED=false): an in-process cache would not see the other workers\' writes')
+  }
+  // DATABASE_POOL_MAX is what the whole instance may open, so that WEB_CONCURRENCY=auto on a large
+  // host cannot multiply it past PostgreSQL's max_connections.
+  const poolPerWorker = Math.floor(raw.DATABASE_POOL_MAX / workers)
+  if (poolPerWorker < 1) {
+    complain(
+      'DATABASE_POOL_MAX',
+      `is the instance's total and cannot give each of ${workers} workers (WEB_CONCURRENCY=${raw.WEB_CONCURRENCY}) a ` +
+        'connection: raise it (within PostgreSQL\'s max_connections) or lower WEB_CONCURRENCY',
+    )
   }
   if (problems.size > 0) throw new SettingsError(`Invalid configuration:\n  ${[...problems.values()].join('\n  ')}`)
   return {
@@ -178,7 +193,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     database: {
       url: raw.DATABASE_URL,
       dataDir: raw.DATA_DIR,
-      poolMax: raw.DATABASE_POOL_MAX,
+      poolMax: poolPerWorker,
       connectTimeoutMs: raw.DATABASE_CONNECT_TIMEOUT_MS,
       statementTimeoutMs: raw.DATABASE_STATEMENT_TIMEOUT_MS,
     },
