@@ -53,7 +53,7 @@ async function openPglite(settings: Settings['database'], logger: Logger): Promi
     throw error
   })
   // PGlite is one backend: a single client keeps statements in order; spare server slots let the
-  // pool replace a client the socket server dropped (it closes a connection after an SQL error).
+  // pool replace a client it closed (after a network error or a client-side timeout) at once.
   const server = new PGLiteSocketServer({ db: engine, host: '127.0.0.1', port: 0, maxConnections: 4 })
   await server.start()
   const [host, port] = server.getServerConn().split(':')

@@ -49,7 +49,7 @@ export class UniqueViolation extends Conflict {
     readonly constraint: string | undefined,
     options?: ErrorOptions,
   ) {
-    super(`The value must be unique (${constraint ?? 'unknown constraint'}).`, 'conflict', options)
+    super('A unique value is already taken.', 'conflict', options)
   }
 }
 
