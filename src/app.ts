@@ -37,6 +37,8 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
     requestTimeout: http.requestTimeoutMs,
     keepAliveTimeout: http.keepAliveTimeoutMs,
     connectionTimeout: http.idleTimeoutMs,
+    // Requests on connections still open while closing are served (closeConnectionsGracefully).
+    return503OnClosing: false,
     http: {
       headersTimeout: http.headersTimeoutMs,
       // Node checks the headers and request timeouts this often (every 30 s by default).
@@ -48,7 +50,7 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
     clientErrorHandler: answerClientError,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  closeConnectionsGracefully(app)
+  closeConnectionsGracefully(app, http.shutdownDelayMs)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })

@@ -29,6 +29,7 @@ const SettingsSchema = Type.Object({
   CACHE_MAX_ENTRIES: positiveInteger(10000),
   BODY_LIMIT_BYTES: positiveInteger(16384),
   BODY_MAX_DEPTH: positiveInteger(32),
+  SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, default: 0 }),
   SHUTDOWN_GRACE_MS: positiveInteger(10000),
   HTTP_HEADERS_TIMEOUT_MS: positiveInteger(10000),
   HTTP_REQUEST_TIMEOUT_MS: positiveInteger(30000),
@@ -74,6 +75,8 @@ export interface Settings {
   http: {
     bodyLimitBytes: number
     bodyMaxDepth: number
+    /** How long the server keeps serving after SIGTERM, with /readyz at 503, before it stops accepting. */
+    shutdownDelayMs: number
     shutdownGraceMs: number
     headersTimeoutMs: number
     requestTimeoutMs: number
@@ -193,6 +196,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     http: {
       bodyLimitBytes: raw.BODY_LIMIT_BYTES,
       bodyMaxDepth: raw.BODY_MAX_DEPTH,
+      shutdownDelayMs: raw.SHUTDOWN_DELAY_MS,
       shutdownGraceMs: raw.SHUTDOWN_GRACE_MS,
       headersTimeoutMs: raw.HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: raw.HTTP_REQUEST_TIMEOUT_MS,
