@@ -11,6 +11,7 @@ import { closeConnectionsGracefully } from './http/graceful-close.js'
 import { healthRoutes } from './http/health.js'
 import { useJsonBodyParser } from './http/json-body.js'
 import { registerSecurity } from './http/security.js'
+import { answerBeforeUnreadBody } from './http/unread-body.js'
 import { useStrictValidation } from './http/validation.js'
 import { AccessLog, requestId } from './telemetry/logger.js'
 import { registerMetrics } from './telemetry/metrics.js'
@@ -51,6 +52,7 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   closeConnectionsGracefully(app, http.shutdownDelayMs)
+  answerBeforeUnreadBody(app, http.requestTimeoutMs)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })

@@ -270,6 +270,32 @@ describe('the built server', () => {
     }
   })
 
+  it('answers 413 to every body over BODY_LIMIT_BYTES sent by fetch, with a known length or streamed, never a reset', async () => {
+    const database = await createTestDatabase()
+    const server = await startServerProcess({ DATABASE_URL: database.url, RATE_LIMIT_MAX: '0' })
+    const fiveMegabytes = Buffer.alloc(5 * 1024 * 1024, 'a')
+    const upload = (body: RequestInit['body']) =>
+      fetch(`${server.url}/users`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, duplex: 'half' } as RequestInit).then(
+        async (response) => `${response.status} ${((await response.json()) as { type: string }).type}`,
+        (error: Error & { cause?: { code?: string } }) => error.cause?.code ?? error.message,
+      )
+    const streamed = () =>
+      new ReadableStream({
+        start(controller) {
+          for (let piece = 0; piece < 100; piece++) controller.enqueue(new Uint8Array(65 * 1024))
+          controller.close()
+        },
+      })
+    try {
+      const outcomes: string[] = []
+      for (let round = 0; round < 10; round++) outcomes.push(await upload(fiveMegabytes), await upload(streamed()))
+      assert.deepEqual(outcomes, Array(20).fill('413 /problems/body-too-large'))
+    } finally {
+      await server.stop()
+      await database.drop()
+    }
+  })
+
   it('does not log emails or bodies', async () => {
     const database = await createTestDatabase()
     const server = await startServerProcess({ DATABASE_URL: database.url })

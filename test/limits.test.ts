@@ -1,12 +1,13 @@
 /** Limits on what a client may send and how slowly, and the checks on their settings. */
 import assert from 'node:assert/strict'
+import { connect } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { after, before, describe, it } from 'node:test'
 import { loadSettings, SettingsError } from '../src/config/settings.js'
 import { startApp, type RunningApp } from './support/app.js'
 import { assertProblem, request, type Answer } from './support/http.js'
 import { createTestDatabase, type TestDatabase } from './support/postgres.js'
-import { exchange, parseResponses } from './support/raw-http.js'
+import { exchange, parseResponses, type RawAnswer } from './support/raw-http.js'
 
 let database: TestDatabase
 before(async () => {
@@ -52,6 +53,54 @@ describe('request bodies', () => {
       assert.equal(problem.detail, 'The body is not valid UTF-8.')
       const valid = Buffer.from(JSON.stringify({ name: 'Zoë 李', email: 'utf8@example.com' }))
       assert.equal((await answer(await postJson(url, valid))).body.name, 'Zoë 李')
+    }))
+})
+
+/**
+ * Writes a whole request on a fresh connection before reading anything, as a client busy uploading
+ * does: an answer the server sent early is read only if the connection was not reset meanwhile.
+ */
+function uploadThenRead(baseUrl: string, head: string, body: Buffer[]): Promise<RawAnswer | string> {
+  const { hostname, port } = new URL(baseUrl)
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname)
+    socket.pause()
+    const received: Buffer[] = []
+    let failure = ''
+    socket.on('data', (chunk: Buffer) => received.push(chunk))
+    socket.on('error', (error: NodeJS.ErrnoException) => (failure ||= error.code ?? error.message))
+    socket.on('close', () => resolve(parseResponses(Buffer.concat(received))[0] ?? (failure || 'closed without an answer')))
+    socket.write(head)
+    for (const chunk of body) socket.write(chunk)
+    socket.end(() => socket.resume())
+  })
+}
+
+const chunked = (chunks: Buffer[]) => [
+  ...chunks.map((chunk) => Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')])),
+  Buffer.from('0\r\n\r\n'),
+]
+
+describe('bodies over BODY_LIMIT_BYTES', () => {
+  const rounds = 5
+  const fiveMegabytes = Buffer.alloc(5 * 1024 * 1024, 'a')
+  const pieces = Array.from({ length: 100 }, () => Buffer.alloc(65 * 1024, 'a'))
+  const assertTooLarge = (outcome: RawAnswer | string, how: string) => {
+    assert.equal(typeof outcome === 'string' ? outcome : outcome.status, 413, how)
+    assert.match((outcome as RawAnswer).headers['content-type'] ?? '', /^application\/problem\+json/, how)
+  }
+  // Through fetch, whose timing only loses the answer against a server in another process: test/lifecycle.test.ts.
+
+  it('get 413 every time, never a reset, from a client that sends the whole body before it reads', () =>
+    withApp({}, async ({ url }) => {
+      const head = 'POST /users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n'
+      for (let round = 0; round < rounds; round++) {
+        const sized = await uploadThenRead(url, `${head}Content-Length: ${fiveMegabytes.length}\r\n\r\n`, [fiveMegabytes])
+        assertTooLarge(sized, `5 MB with Content-Length, round ${round}`)
+        const streamed = await uploadThenRead(url, `${head}Transfer-Encoding: chunked\r\n\r\n`, chunked(pieces))
+        assertTooLarge(streamed, `6.5 MB chunked, round ${round}`)
+      }
+      assert.equal((await request(url, 'GET', '/healthz')).status, 200)
     }))
 })
 
