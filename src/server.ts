@@ -3,7 +3,7 @@ import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { openCache } from './cache/open-cache.js'
 import { everyWorkerStoppedAccepting, superviseWorkers } from './cluster.js'
-import { loadSettings, SettingsError, type Settings } from './config/settings.js'
+import { loadSettings, refuseOpenWritesInProduction, SettingsError, type Settings } from './config/settings.js'
 import { openDatabase } from './database/database.js'
 import { migrate } from './database/migrations.js'
 import { createLogger } from './telemetry/logger.js'
@@ -11,6 +11,7 @@ import { createLogger } from './telemetry/logger.js'
 let settings: Settings
 try {
   settings = loadSettings()
+  refuseOpenWritesInProduction(settings)
 } catch (error) {
   if (!(error instanceof SettingsError)) throw error
   console.error(error.message)

@@ -438,4 +438,15 @@ describe('the built server', () => {
     assert.equal(run.status, 1)
     assert.match(run.stderr, /PORT/)
   })
+
+  it('refuses to start in production without API_TOKEN, in one line, unless API_WRITES_OPEN=true', () => {
+    const run = spawnSync(process.execPath, ['dist/server.js'], {
+      cwd: projectRoot,
+      env: { PATH: process.env.PATH, NODE_ENV: 'production', PORT: '0' },
+      encoding: 'utf8',
+    })
+    assert.equal(run.status, 1)
+    assert.equal(run.stdout, '')
+    assert.match(run.stderr, /^[^\n]*API_TOKEN[^\n]*API_WRITES_OPEN=true[^\n]*\n$/)
+  })
 })

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { connect } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { after, before, describe, it } from 'node:test'
-import { loadSettings, SettingsError } from '../src/config/settings.js'
+import { loadSettings, refuseOpenWritesInProduction, SettingsError } from '../src/config/settings.js'
 import { startApp, type RunningApp } from './support/app.js'
 import { assertProblem, request, type Answer } from './support/http.js'
 import { createTestDatabase, type TestDatabase } from './support/postgres.js'
@@ -154,6 +154,18 @@ describe('settings', () => {
     refused({ RATE_LIMIT_MAX: '-1' }, 'RATE_LIMIT_MAX')
     refused({ API_TOKEN_READS: 'maybe' }, 'API_TOKEN_READS')
     refused({ HTTP_HEADERS_TIMEOUT_MS: '20000', HTTP_REQUEST_TIMEOUT_MS: '10000' }, 'HTTP_HEADERS_TIMEOUT_MS')
+    refused({ API_WRITES_OPEN: 'yes' }, 'API_WRITES_OPEN')
+  })
+
+  it('refuse to serve in production without API_TOKEN unless API_WRITES_OPEN=true opens writes on purpose', () => {
+    const serving = (env: NodeJS.ProcessEnv) => refuseOpenWritesInProduction(loadSettings(env))
+    const refusedToServe = (env: NodeJS.ProcessEnv) =>
+      assert.throws(() => serving(env), (error: Error) => error instanceof SettingsError && /API_TOKEN.*API_WRITES_OPEN=true/.test(error.message))
+    refusedToServe({ NODE_ENV: 'production' })
+    refusedToServe({ NODE_ENV: 'production', API_TOKEN: '', API_WRITES_OPEN: 'false' })
+    assert.doesNotThrow(() => serving({ NODE_ENV: 'production', API_TOKEN: 'a-token-of-sixteen+' }))
+    assert.doesNotThrow(() => serving({ NODE_ENV: 'production', API_WRITES_OPEN: 'true' }))
+    assert.doesNotThrow(() => serving({}))
   })
 
   it('refuse worker processes the backends cannot serve, and read WEB_CONCURRENCY=auto as the CPU count', () => {

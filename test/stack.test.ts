@@ -100,7 +100,8 @@ describe('the compose stack, run as processes', { timeout: 180_000 }, () => {
     role = await createTestRole()
     database = await createTestDatabase(role)
     databaseName = new URL(database.url).pathname.slice(1)
-    const dotEnv = { POSTGRES_USER: role.name, POSTGRES_PASSWORD: role.password, REDIS_PASSWORD: 'stack-test-redis-password' }
+    // API_WRITES_OPEN as .env.example sets it: the brief's curl commands send no token.
+    const dotEnv = { POSTGRES_USER: role.name, POSTGRES_PASSWORD: role.password, REDIS_PASSWORD: 'stack-test-redis-password', API_WRITES_OPEN: 'true' }
     services = interpolateAll(compose, dotEnv).services
     dbEnv = { ...services.db!.environment, POSTGRES_DB: databaseName }
     assert.ok(await healthcheckPasses(services.db!.healthcheck!, dbEnv, { rewrite: localDb }), 'db is healthy')

@@ -38,6 +38,7 @@ const SettingsSchema = Type.Object({
   TRUST_PROXY: Type.String({ minLength: 1, default: 'false' }),
   API_TOKEN: Type.Optional(Type.String({ pattern: '^[\\x21-\\x7e]{16,}$' })),
   API_TOKEN_READS: Type.Boolean({ default: false }),
+  API_WRITES_OPEN: Type.Boolean({ default: false }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 0, default: 600 }),
   RATE_LIMIT_WINDOW: Type.String({ pattern: duration.source, default: '1m' }),
   CORS_ORIGINS: Type.Optional(Type.String()),
@@ -89,6 +90,8 @@ export interface Settings {
   security: {
     apiToken: string | undefined
     apiTokenReads: boolean
+    /** Without API_TOKEN, anyone may write: accepted in production only when this says so. */
+    writesOpen: boolean
     rateLimit: { max: number; windowMs: number }
     corsOrigins: string[]
   }
@@ -209,8 +212,18 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     security: {
       apiToken: raw.API_TOKEN,
       apiTokenReads: raw.API_TOKEN_READS,
+      writesOpen: raw.API_WRITES_OPEN,
       rateLimit: { max: raw.RATE_LIMIT_MAX, windowMs: parseDuration(raw.RATE_LIMIT_WINDOW) },
       corsOrigins: corsOrigins!,
     },
+  }
+}
+
+/** A server in production must not leave writes open to anyone by omission. */
+export function refuseOpenWritesInProduction(settings: Settings): void {
+  if (settings.env === 'production' && settings.security.apiToken === undefined && !settings.security.writesOpen) {
+    throw new SettingsError(
+      'Refusing to start: NODE_ENV=production without API_TOKEN lets anyone write; set API_TOKEN, or API_WRITES_OPEN=true to allow that on purpose.',
+    )
   }
 }
