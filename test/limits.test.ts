@@ -4,6 +4,7 @@ import { connect } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { after, before, describe, it } from 'node:test'
 import { loadSettings, refuseOpenWritesInProduction, SettingsError } from '../src/config/settings.js'
+import { duplicateKey } from '../src/http/json-body.js'
 import { startApp, type RunningApp } from './support/app.js'
 import { assertProblem, request, type Answer } from './support/http.js'
 import { createTestDatabase, type TestDatabase } from './support/postgres.js'
@@ -80,6 +81,48 @@ const chunked = (chunks: Buffer[]) => [
   ...chunks.map((chunk) => Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')])),
   Buffer.from('0\r\n\r\n'),
 ]
+
+describe('ambiguous input', () => {
+  const json = { 'content-type': 'application/json' }
+
+  it('refuses a key repeated in one object, which JSON.parse would silently resolve to the last', () =>
+    withApp({}, async ({ url }) => {
+      const repeated = [
+        '{"name":"Dup","email":"first@example.com","email":"second@example.com"}',
+        '{"name":"Dup","email":"escaped@example.com","\\u006eame":"Other"}',
+      ]
+      for (const body of repeated) {
+        const problem = assertProblem(await request(url, 'POST', '/users', { body, headers: json }), 400)
+        assert.equal(problem.type, '/problems/malformed-json', body)
+        assert.match(problem.detail, /duplicate key: "(email|name)"/, body)
+      }
+      const created = await request(url, 'POST', '/users', { json: { name: 'Once', email: 'once@example.com' } })
+      assert.equal(created.status, 201)
+      const patch = await request(url, 'PATCH', `/users/${created.body.id}`, { body: '{"name":"A","name":"B"}', headers: json })
+      assert.equal(assertProblem(patch, 400).type, '/problems/malformed-json')
+      for (const email of ['first@example.com', 'second@example.com', 'escaped@example.com']) {
+        assert.deepEqual((await request(url, 'GET', `/users?email=${email}`)).body, [], email)
+      }
+      assert.equal(duplicateKey('{"a":{"b":1},"b":[{"a":1},{"a":2}],"c":"a"}'), undefined, 'the same key in different objects is fine')
+      assert.equal(duplicateKey('[{"k":1,"k":2}]'), 'k')
+    }))
+
+  it('refuses bidirectional controls (U+202A-U+202E, U+2066-U+2069) in names and emails, not right-to-left scripts', () =>
+    withApp({}, async ({ url }) => {
+      const spoofing = ['\u202e', '\u202a', '\u202d', '\u2066', '\u2069']
+      for (const [index, control] of spoofing.entries()) {
+        const name = assertProblem(await request(url, 'POST', '/users', { json: { name: `${control}gnp.exe`, email: `bidi${index}@example.com` } }), 400)
+        assert.deepEqual(name.errors.map((error: { pointer: string }) => error.pointer), ['/name'])
+        const email = assertProblem(await request(url, 'POST', '/users', { json: { name: 'Bidi', email: `bidi${control}${index}@example.com` } }), 400)
+        assert.deepEqual(email.errors.map((error: { pointer: string }) => error.pointer), ['/email'])
+      }
+      const created = await request(url, 'POST', '/users', { json: { name: 'שלום مرحبا', email: 'rtl@example.com' } })
+      assert.equal(created.status, 201)
+      assert.equal(created.body.name, 'שלום مرحبا')
+      const renamed = await request(url, 'PATCH', `/users/${created.body.id}`, { json: { name: 'evil\u202etxt.exe' } })
+      assert.equal(assertProblem(renamed, 400).type, '/problems/validation')
+    }))
+})
 
 describe('bodies over BODY_LIMIT_BYTES', () => {
   const rounds = 5
