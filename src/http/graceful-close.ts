@@ -72,7 +72,7 @@ export function closeConnectionsGracefully(app: FastifyInstance, shutdownDelayMs
       if (closing) endWhenQuiet(socket, connection)
     })
   })
-  // Called by server.close() just before the listener closes.
+  // server.close() calls it to destroy idle connections at once; they are ended when quiet instead.
   app.server.closeIdleConnections = () => {
     closing = true
     for (const [socket, connection] of connections) endWhenQuiet(socket, connection)
