@@ -116,7 +116,7 @@ async function residentMb(pid: number): Promise<number> {
 }
 
 async function startApi(env: NodeJS.ProcessEnv): Promise<ServerProcess> {
-  const server = await startServerProcess({ RATE_LIMIT_MAX: '0', LOG_LEVEL: logLevel, ...env })
+  const server = await startServerProcess({ RATE_LIMIT_MAX: '0', API_WRITES_OPEN: 'true', LOG_LEVEL: logLevel, ...env })
   servers.add(server)
   if (env.CACHE_ENABLED !== 'false') {
     for (let tries = 0; ; tries++) {

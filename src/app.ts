@@ -11,6 +11,7 @@ import { closeConnectionsGracefully } from './http/graceful-close.js'
 import { healthRoutes } from './http/health.js'
 import { useJsonBodyParser } from './http/json-body.js'
 import { registerSecurity } from './http/security.js'
+import { answerBeforeUnreadBody } from './http/unread-body.js'
 import { useStrictValidation } from './http/validation.js'
 import { AccessLog, requestId } from './telemetry/logger.js'
 import { registerMetrics } from './telemetry/metrics.js'
@@ -37,6 +38,8 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
     requestTimeout: http.requestTimeoutMs,
     keepAliveTimeout: http.keepAliveTimeoutMs,
     connectionTimeout: http.idleTimeoutMs,
+    // Requests on connections still open while closing are served (closeConnectionsGracefully).
+    return503OnClosing: false,
     http: {
       headersTimeout: http.headersTimeoutMs,
       // Node checks the headers and request timeouts this often (every 30 s by default).
@@ -48,7 +51,8 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
     clientErrorHandler: answerClientError,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  closeConnectionsGracefully(app)
+  closeConnectionsGracefully(app, http.shutdownDelayMs)
+  answerBeforeUnreadBody(app, http.requestTimeoutMs)
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })

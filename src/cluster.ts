@@ -6,6 +6,28 @@ import { serveClusterMetrics } from './telemetry/metrics.js'
 
 const restartDelayMs = 1000
 
+const stoppedAccepting = 'stopped-accepting'
+const listenerClosed = 'listener-closed'
+
+const isMessage = (message: unknown, type: string) => (message as { type?: unknown } | null)?.type === type
+
+/**
+ * For a worker that has closed its share of the listener: resolves once every worker has, so that the
+ * port no longer accepts connections. Until then a worker must not tell clients to reconnect.
+ */
+export function everyWorkerStoppedAccepting(): Promise<void> {
+  return new Promise((resolve) => {
+    const onMessage = (message: unknown) => {
+      if (!isMessage(message, listenerClosed)) return
+      process.off('message', onMessage)
+      resolve()
+    }
+    process.on('message', onMessage)
+    process.once('disconnect', resolve)
+    process.send!({ type: stoppedAccepting })
+  })
+}
+
 /**
  * The primary of WEB_CONCURRENCY workers: it migrates once, forks the workers (which share the
  * port), replaces one that crashes, and on SIGTERM or SIGINT lets each finish its in-flight requests
@@ -20,8 +42,15 @@ export async function superviseWorkers(settings: Settings, logger: Logger): Prom
   serveClusterMetrics()
 
   const listening = new WeakSet<Worker>()
+  const closedListeners = new WeakSet<Worker>()
   let stopping = false
   let exitCode = 0
+
+  const releaseOnceListenerClosed = () => {
+    const workers = Object.values(cluster.workers ?? {}).filter((worker) => worker !== undefined)
+    if (!workers.every((worker) => closedListeners.has(worker))) return
+    for (const worker of workers) if (worker.isConnected()) worker.send({ type: listenerClosed })
+  }
 
   const stop = (reason: Record<string, unknown>, code: number) => {
     if (stopping) return
@@ -31,10 +60,11 @@ export async function superviseWorkers(settings: Settings, logger: Logger): Prom
     const workers = Object.values(cluster.workers ?? {})
     if (workers.length === 0) process.exit(exitCode)
     for (const worker of workers) worker?.process.kill('SIGTERM')
+    const { shutdownDelayMs, shutdownGraceMs } = settings.http
     setTimeout(() => {
-      logger.error({ graceMs: settings.http.shutdownGraceMs }, 'workers did not stop within the grace period')
+      logger.error({ shutdownDelayMs, shutdownGraceMs }, 'workers did not stop within the shutdown delay and grace period')
       process.exit(1)
-    }, settings.http.shutdownGraceMs + 2000).unref()
+    }, shutdownDelayMs + shutdownGraceMs + 2000).unref()
   }
 
   cluster.on('listening', (worker) => listening.add(worker))
@@ -43,12 +73,18 @@ export async function superviseWorkers(settings: Settings, logger: Logger): Prom
     if (stopping) {
       if (code !== 0) exitCode = 1
       if (remaining === 0) process.exit(exitCode)
+      releaseOnceListenerClosed()
       return
     }
     const exited = { workerPid: worker.process.pid, code, signal }
     if (!listening.has(worker)) return stop({ ...exited, reason: 'a worker exited before it listened' }, 1)
     logger.error(exited, 'worker exited; starting another')
     setTimeout(() => stopping || cluster.fork(), restartDelayMs)
+  })
+  cluster.on('message', (worker, message) => {
+    if (!isMessage(message, stoppedAccepting)) return
+    closedListeners.add(worker)
+    releaseOnceListenerClosed()
   })
   process.on('SIGTERM', (signal) => stop({ signal }, 0))
   process.on('SIGINT', (signal) => stop({ signal }, 0))

@@ -2,14 +2,15 @@ import cluster from 'node:cluster'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { openCache } from './cache/open-cache.js'
-import { superviseWorkers } from './cluster.js'
-import { loadSettings, SettingsError, type Settings } from './config/settings.js'
+import { everyWorkerStoppedAccepting, superviseWorkers } from './cluster.js'
+import { loadSettings, refuseOpenWritesInProduction, SettingsError, type Settings } from './config/settings.js'
 import { exitOnStartupFailure, openMigratedDatabase } from './database/startup.js'
 import { createLogger } from './telemetry/logger.js'
 
 let settings: Settings
 try {
   settings = loadSettings()
+  refuseOpenWritesInProduction(settings)
 } catch (error) {
   if (!(error instanceof SettingsError)) throw error
   console.error(error.message)
@@ -31,10 +32,11 @@ if (settings.workers > 1 && cluster.isPrimary) {
   // A worker stops when its primary says so; Ctrl-C in a terminal reaches the primary too.
   const signals = cluster.isWorker ? { skip: ['SIGINT' as const] } : {}
   if (cluster.isWorker) process.on('SIGINT', () => {})
-  closeWithGrace({ delay: settings.http.shutdownGraceMs, logger, ...signals }, async ({ signal, err }) => {
+  const { shutdownDelayMs, shutdownGraceMs } = settings.http
+  closeWithGrace({ delay: shutdownDelayMs + shutdownGraceMs, logger, ...signals }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'shutting down after an unexpected error')
-    else logger.info({ signal }, 'shutting down')
-    await app.close()
+    else logger.info({ signal, shutdownDelayMs }, 'shutting down')
+    await app.shutDown(cluster.isWorker ? everyWorkerStoppedAccepting : undefined)
   })
 
   await app.listen({ host: settings.host, port: settings.port })

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { parseEnv } from 'node:util'
@@ -15,11 +15,23 @@ import {
   readCompose,
   variableReferences,
 } from './support/compose.js'
+import { loadSettings, refuseOpenWritesInProduction } from '../src/config/settings.js'
+import { imageEnv } from './support/dockerfile.js'
 import { projectRoot } from './support/process.js'
 
 const secrets = ['POSTGRES_USER', 'POSTGRES_PASSWORD', 'REDIS_PASSWORD']
 const sampleEnv = { POSTGRES_USER: 'sample-user', POSTGRES_PASSWORD: 'sample-password', REDIS_PASSWORD: 'sample-redis' }
 const requiredReference = /^\$\{[A-Z_]+:\?[^}]+\}$/
+/** An optional secret (API_TOKEN): from .env or nothing, never a literal default. */
+const optionalReference = /^\$\{[A-Z_]+:-\}$/
+
+/** The settings `.env.example` documents, also those shown commented out (`# NODE_ENV=production`). */
+async function documentedSettings(): Promise<string[]> {
+  const text = await readFile(join(projectRoot, '.env.example'), 'utf8')
+  return [...text.matchAll(/^(?:# )?([A-Z][A-Z0-9_]*)=/gm)].map((match) => match[1]!)
+}
+/** What the stack sets for web itself: the listen address and port of the image, the built URLs, no embedded database. */
+const setByTheStack = ['HOST', 'PORT', 'DATA_DIR', 'DATABASE_URL', 'REDIS_URL']
 
 function lint(path: string) {
   const linter = new DCLinter({ rules: {}, quiet: true, debug: false, exclude: [] })
@@ -134,7 +146,7 @@ describe('compose.yaml', () => {
     }
   })
 
-  it('holds no literal secret: every password, credential and URL password is a required variable', async () => {
+  it('holds no literal secret: every password, credential and URL password is a required variable, the optional API_TOKEN an empty one', async () => {
     const text = await readFile(composePath, 'utf8')
     const references = variableReferences(text)
     for (const secret of secrets) assert.deepEqual(references.get(secret), { required: true, hasDefault: false }, secret)
@@ -142,7 +154,9 @@ describe('compose.yaml', () => {
     const offenders: string[] = []
     const visit = (node: unknown, path: string, key: string) => {
       if (typeof node === 'string') {
-        if (/PASSWORD|SECRET|TOKEN|AUTH|_USER$/i.test(key) && !requiredReference.test(node)) offenders.push(path)
+        if (/PASSWORD|SECRET|TOKEN|AUTH|_USER$/i.test(key) && !requiredReference.test(node) && !optionalReference.test(node)) {
+          offenders.push(path)
+        }
         const credentials = /^[a-z]+:\/\/([^@/]*)@/.exec(node)?.[1]
         if (credentials !== undefined) {
           const [user, password] = credentials.split(/:(?=\$\{)/)
@@ -160,6 +174,42 @@ describe('compose.yaml', () => {
     }
     visit(compose, '', '')
     assert.deepEqual(offenders, [])
+  })
+})
+
+describe('web’s settings', () => {
+  const compose = readCompose()
+
+  it('reach web from .env: every setting .env.example documents, except what the stack sets itself', async () => {
+    const documented = await documentedSettings()
+    const dotEnv: Record<string, string> = { ...Object.fromEntries(documented.map((name) => [name, `from-env-${name}`])), ...sampleEnv }
+    const web = interpolateAll(compose, dotEnv).services.web!.environment!
+    const missing = documented.filter((name) => !secrets.includes(name) && !setByTheStack.includes(name) && web[name] !== dotEnv[name])
+    assert.deepEqual(missing, [], 'settings set in .env that web does not get')
+    for (const name of ['HOST', 'PORT', 'DATA_DIR']) assert.equal(web[name], undefined, `${name} is the image's`)
+    assert.match(web.DATABASE_URL!, /@db:5432\/usersdb$/)
+    assert.match(web.REDIS_URL!, /@cache:6379$/)
+    assert.ok(documented.includes('SHUTDOWN_DELAY_MS') && documented.includes('API_WRITES_OPEN'), 'the list is read')
+  })
+
+  it('leave the service’s and the image’s defaults alone when .env does not set them', () => {
+    const web = interpolateAll(compose, sampleEnv).services.web!.environment!
+    const settings = loadSettings({ ...imageEnv(), ...web, API_WRITES_OPEN: 'true' })
+    assert.deepEqual([settings.env, settings.host, settings.port, settings.workers], ['production', '0.0.0.0', 5000, availableParallelism()])
+    assert.deepEqual(settings, loadSettings({ ...imageEnv(), DATABASE_URL: web.DATABASE_URL, REDIS_URL: web.REDIS_URL, API_WRITES_OPEN: 'true' }))
+    assert.throws(
+      () => refuseOpenWritesInProduction(loadSettings({ ...imageEnv(), ...web })),
+      /API_TOKEN/,
+      'without API_TOKEN or API_WRITES_OPEN=true in .env, web refuses to start',
+    )
+  })
+
+  it('from a copy of .env.example make a valid production configuration', async () => {
+    const example = parseEnv(await readFile(join(projectRoot, '.env.example'), 'utf8')) as Record<string, string>
+    const web = interpolateAll(compose, example).services.web!.environment!
+    const settings = loadSettings({ ...imageEnv(), ...web })
+    assert.doesNotThrow(() => refuseOpenWritesInProduction(settings))
+    assert.deepEqual([settings.env, settings.host, settings.port], ['production', '0.0.0.0', 5000])
   })
 })
 

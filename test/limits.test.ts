@@ -1,12 +1,14 @@
 /** Limits on what a client may send and how slowly, and the checks on their settings. */
 import assert from 'node:assert/strict'
+import { connect } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { after, before, describe, it } from 'node:test'
-import { loadSettings, SettingsError } from '../src/config/settings.js'
+import { loadSettings, refuseOpenWritesInProduction, SettingsError } from '../src/config/settings.js'
+import { duplicateKey } from '../src/http/json-body.js'
 import { startApp, type RunningApp } from './support/app.js'
 import { assertProblem, request, type Answer } from './support/http.js'
 import { createTestDatabase, type TestDatabase } from './support/postgres.js'
-import { exchange, parseResponses } from './support/raw-http.js'
+import { exchange, parseResponses, type RawAnswer } from './support/raw-http.js'
 
 let database: TestDatabase
 before(async () => {
@@ -52,6 +54,96 @@ describe('request bodies', () => {
       assert.equal(problem.detail, 'The body is not valid UTF-8.')
       const valid = Buffer.from(JSON.stringify({ name: 'Zoë 李', email: 'utf8@example.com' }))
       assert.equal((await answer(await postJson(url, valid))).body.name, 'Zoë 李')
+    }))
+})
+
+/**
+ * Writes a whole request on a fresh connection before reading anything, as a client busy uploading
+ * does: an answer the server sent early is read only if the connection was not reset meanwhile.
+ */
+function uploadThenRead(baseUrl: string, head: string, body: Buffer[]): Promise<RawAnswer | string> {
+  const { hostname, port } = new URL(baseUrl)
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname)
+    socket.pause()
+    const received: Buffer[] = []
+    let failure = ''
+    socket.on('data', (chunk: Buffer) => received.push(chunk))
+    socket.on('error', (error: NodeJS.ErrnoException) => (failure ||= error.code ?? error.message))
+    socket.on('close', () => resolve(parseResponses(Buffer.concat(received))[0] ?? (failure || 'closed without an answer')))
+    socket.write(head)
+    for (const chunk of body) socket.write(chunk)
+    socket.end(() => socket.resume())
+  })
+}
+
+const chunked = (chunks: Buffer[]) => [
+  ...chunks.map((chunk) => Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')])),
+  Buffer.from('0\r\n\r\n'),
+]
+
+describe('ambiguous input', () => {
+  const json = { 'content-type': 'application/json' }
+
+  it('refuses a key repeated in one object, which JSON.parse would silently resolve to the last', () =>
+    withApp({}, async ({ url }) => {
+      const repeated = [
+        '{"name":"Dup","email":"first@example.com","email":"second@example.com"}',
+        '{"name":"Dup","email":"escaped@example.com","\\u006eame":"Other"}',
+      ]
+      for (const body of repeated) {
+        const problem = assertProblem(await request(url, 'POST', '/users', { body, headers: json }), 400)
+        assert.equal(problem.type, '/problems/malformed-json', body)
+        assert.match(problem.detail, /duplicate key: "(email|name)"/, body)
+      }
+      const created = await request(url, 'POST', '/users', { json: { name: 'Once', email: 'once@example.com' } })
+      assert.equal(created.status, 201)
+      const patch = await request(url, 'PATCH', `/users/${created.body.id}`, { body: '{"name":"A","name":"B"}', headers: json })
+      assert.equal(assertProblem(patch, 400).type, '/problems/malformed-json')
+      for (const email of ['first@example.com', 'second@example.com', 'escaped@example.com']) {
+        assert.deepEqual((await request(url, 'GET', `/users?email=${email}`)).body, [], email)
+      }
+      assert.equal(duplicateKey('{"a":{"b":1},"b":[{"a":1},{"a":2}],"c":"a"}'), undefined, 'the same key in different objects is fine')
+      assert.equal(duplicateKey('[{"k":1,"k":2}]'), 'k')
+    }))
+
+  it('refuses bidirectional controls (U+202A-U+202E, U+2066-U+2069) in names and emails, not right-to-left scripts', () =>
+    withApp({}, async ({ url }) => {
+      const spoofing = ['\u202e', '\u202a', '\u202d', '\u2066', '\u2069']
+      for (const [index, control] of spoofing.entries()) {
+        const name = assertProblem(await request(url, 'POST', '/users', { json: { name: `${control}gnp.exe`, email: `bidi${index}@example.com` } }), 400)
+        assert.deepEqual(name.errors.map((error: { pointer: string }) => error.pointer), ['/name'])
+        const email = assertProblem(await request(url, 'POST', '/users', { json: { name: 'Bidi', email: `bidi${control}${index}@example.com` } }), 400)
+        assert.deepEqual(email.errors.map((error: { pointer: string }) => error.pointer), ['/email'])
+      }
+      const created = await request(url, 'POST', '/users', { json: { name: 'שלום مرحبا', email: 'rtl@example.com' } })
+      assert.equal(created.status, 201)
+      assert.equal(created.body.name, 'שלום مرحبا')
+      const renamed = await request(url, 'PATCH', `/users/${created.body.id}`, { json: { name: 'evil\u202etxt.exe' } })
+      assert.equal(assertProblem(renamed, 400).type, '/problems/validation')
+    }))
+})
+
+describe('bodies over BODY_LIMIT_BYTES', () => {
+  const rounds = 5
+  const fiveMegabytes = Buffer.alloc(5 * 1024 * 1024, 'a')
+  const pieces = Array.from({ length: 100 }, () => Buffer.alloc(65 * 1024, 'a'))
+  const assertTooLarge = (outcome: RawAnswer | string, how: string) => {
+    assert.equal(typeof outcome === 'string' ? outcome : outcome.status, 413, how)
+    assert.match((outcome as RawAnswer).headers['content-type'] ?? '', /^application\/problem\+json/, how)
+  }
+  // Through fetch, whose timing only loses the answer against a server in another process: test/lifecycle.test.ts.
+
+  it('get 413 every time, never a reset, from a client that sends the whole body before it reads', () =>
+    withApp({}, async ({ url }) => {
+      const head = 'POST /users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n'
+      for (let round = 0; round < rounds; round++) {
+        const sized = await uploadThenRead(url, `${head}Content-Length: ${fiveMegabytes.length}\r\n\r\n`, [fiveMegabytes])
+        assertTooLarge(sized, `5 MB with Content-Length, round ${round}`)
+        const streamed = await uploadThenRead(url, `${head}Transfer-Encoding: chunked\r\n\r\n`, chunked(pieces))
+        assertTooLarge(streamed, `6.5 MB chunked, round ${round}`)
+      }
+      assert.equal((await request(url, 'GET', '/healthz')).status, 200)
     }))
 })
 
@@ -105,6 +197,18 @@ describe('settings', () => {
     refused({ RATE_LIMIT_MAX: '-1' }, 'RATE_LIMIT_MAX')
     refused({ API_TOKEN_READS: 'maybe' }, 'API_TOKEN_READS')
     refused({ HTTP_HEADERS_TIMEOUT_MS: '20000', HTTP_REQUEST_TIMEOUT_MS: '10000' }, 'HTTP_HEADERS_TIMEOUT_MS')
+    refused({ API_WRITES_OPEN: 'yes' }, 'API_WRITES_OPEN')
+  })
+
+  it('refuse to serve in production without API_TOKEN unless API_WRITES_OPEN=true opens writes on purpose', () => {
+    const serving = (env: NodeJS.ProcessEnv) => refuseOpenWritesInProduction(loadSettings(env))
+    const refusedToServe = (env: NodeJS.ProcessEnv) =>
+      assert.throws(() => serving(env), (error: Error) => error instanceof SettingsError && /API_TOKEN.*API_WRITES_OPEN=true/.test(error.message))
+    refusedToServe({ NODE_ENV: 'production' })
+    refusedToServe({ NODE_ENV: 'production', API_TOKEN: '', API_WRITES_OPEN: 'false' })
+    assert.doesNotThrow(() => serving({ NODE_ENV: 'production', API_TOKEN: 'a-token-of-sixteen+' }))
+    assert.doesNotThrow(() => serving({ NODE_ENV: 'production', API_WRITES_OPEN: 'true' }))
+    assert.doesNotThrow(() => serving({}))
   })
 
   it('refuse worker processes the backends cannot serve, and read WEB_CONCURRENCY=auto as the CPU count', () => {

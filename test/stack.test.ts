@@ -30,7 +30,8 @@ import {
 const adminerRoot = '/usr/share/adminer' // Debian's adminer: the compiled adminer.php lives here
 const chromiumPath = '/usr/bin/chromium'
 const screenshotPath = join(projectRoot, 'test-results', 'adminer-users.png')
-const apiPort = 5000 // published by compose.yaml and used by the brief's curl commands
+/** The brief's curl commands name port 5000, which compose.yaml publishes; web listens on a free port instead. */
+const briefCommand = (command: string, port: number) => shell(command.replaceAll('localhost:5000', `localhost:${port}`))
 
 function requireStackTools(): void {
   const missing: string[] = []
@@ -99,7 +100,8 @@ describe('the compose stack, run as processes', { timeout: 180_000 }, () => {
     role = await createTestRole()
     database = await createTestDatabase(role)
     databaseName = new URL(database.url).pathname.slice(1)
-    const dotEnv = { POSTGRES_USER: role.name, POSTGRES_PASSWORD: role.password, REDIS_PASSWORD: 'stack-test-redis-password' }
+    // API_WRITES_OPEN as .env.example sets it: the brief's curl commands send no token.
+    const dotEnv = { POSTGRES_USER: role.name, POSTGRES_PASSWORD: role.password, REDIS_PASSWORD: 'stack-test-redis-password', API_WRITES_OPEN: 'true' }
     services = interpolateAll(compose, dotEnv).services
     dbEnv = { ...services.db!.environment, POSTGRES_DB: databaseName }
     assert.ok(await healthcheckPasses(services.db!.healthcheck!, dbEnv, { rewrite: localDb }), 'db is healthy')
@@ -113,8 +115,9 @@ describe('the compose stack, run as processes', { timeout: 180_000 }, () => {
     webEnv = { ...imageEnv(), ...services.web!.environment }
     webEnv.DATABASE_URL = toLocal(webEnv.DATABASE_URL!, { 'db:5432': { host: postgresHost, path: `/${databaseName}` } })
     webEnv.REDIS_URL = toLocal(webEnv.REDIS_URL!, { 'cache:6379': { host: `127.0.0.1:${redisPort}` } })
+    assert.equal(webEnv.PORT, '5000')
+    webEnv.PORT = String(await freePort())
     web = await startServerProcess(webEnv, Number(webEnv.PORT), app.dir)
-    assert.equal(web.url, `http://127.0.0.1:${apiPort}`)
 
     const adminerPort = await freePort()
     adminerUrl = `http://127.0.0.1:${adminerPort}/adminer.php`
@@ -149,8 +152,9 @@ describe('the compose stack, run as processes', { timeout: 180_000 }, () => {
     await role?.drop()
   })
 
-  it('answers the brief’s curl commands on port 5000', async () => {
-    const created = await shell(
+  it('answers the brief’s curl commands', async () => {
+    const brief = (command: string) => briefCommand(command, Number(webEnv.PORT))
+    const created = await brief(
       `curl -s -w '\\n%{http_code}' -X POST http://localhost:5000/users -H "Content-Type: application/json" -d '{"name":"Yassine","email":"yassine@example.com"}'`,
     )
     const [createdBody, createdStatus] = created.stdout.split('\n')
@@ -158,9 +162,9 @@ describe('the compose stack, run as processes', { timeout: 180_000 }, () => {
     const user = JSON.parse(createdBody!)
     assert.deepEqual([user.id, user.name, user.email], [1, 'Yassine', 'yassine@example.com'])
 
-    const listed = await shell(`curl -s -w '\\n%{http_code}' http://localhost:5000/users`)
+    const listed = await brief(`curl -s -w '\\n%{http_code}' http://localhost:5000/users`)
     assert.deepEqual(listed.stdout.split('\n'), [JSON.stringify([user]), '200'])
-    const read = await shell(`curl -s -w '\\n%{http_code}' http://localhost:5000/users/1`)
+    const read = await brief(`curl -s -w '\\n%{http_code}' http://localhost:5000/users/1`)
     assert.deepEqual(read.stdout.split('\n'), [JSON.stringify(user), '200'])
   })
 

@@ -29,6 +29,7 @@ const SettingsSchema = Type.Object({
   CACHE_MAX_ENTRIES: positiveInteger(10000),
   BODY_LIMIT_BYTES: positiveInteger(16384),
   BODY_MAX_DEPTH: positiveInteger(32),
+  SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, default: 0 }),
   SHUTDOWN_GRACE_MS: positiveInteger(10000),
   HTTP_HEADERS_TIMEOUT_MS: positiveInteger(10000),
   HTTP_REQUEST_TIMEOUT_MS: positiveInteger(30000),
@@ -37,6 +38,7 @@ const SettingsSchema = Type.Object({
   TRUST_PROXY: Type.String({ minLength: 1, default: 'false' }),
   API_TOKEN: Type.Optional(Type.String({ pattern: '^[\\x21-\\x7e]{16,}$' })),
   API_TOKEN_READS: Type.Boolean({ default: false }),
+  API_WRITES_OPEN: Type.Boolean({ default: false }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 0, default: 600 }),
   RATE_LIMIT_WINDOW: Type.String({ pattern: duration.source, default: '1m' }),
   CORS_ORIGINS: Type.Optional(Type.String()),
@@ -75,6 +77,8 @@ export interface Settings {
   http: {
     bodyLimitBytes: number
     bodyMaxDepth: number
+    /** How long the server keeps serving after SIGTERM, with /readyz at 503, before it stops accepting. */
+    shutdownDelayMs: number
     shutdownGraceMs: number
     headersTimeoutMs: number
     requestTimeoutMs: number
@@ -87,6 +91,8 @@ export interface Settings {
   security: {
     apiToken: string | undefined
     apiTokenReads: boolean
+    /** Without API_TOKEN, anyone may write: accepted in production only when this says so. */
+    writesOpen: boolean
     rateLimit: { max: number; windowMs: number }
     corsOrigins: string[]
   }
@@ -208,6 +214,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     http: {
       bodyLimitBytes: raw.BODY_LIMIT_BYTES,
       bodyMaxDepth: raw.BODY_MAX_DEPTH,
+      shutdownDelayMs: raw.SHUTDOWN_DELAY_MS,
       shutdownGraceMs: raw.SHUTDOWN_GRACE_MS,
       headersTimeoutMs: raw.HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: raw.HTTP_REQUEST_TIMEOUT_MS,
@@ -220,8 +227,18 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     security: {
       apiToken: raw.API_TOKEN,
       apiTokenReads: raw.API_TOKEN_READS,
+      writesOpen: raw.API_WRITES_OPEN,
       rateLimit: { max: raw.RATE_LIMIT_MAX, windowMs: parseDuration(raw.RATE_LIMIT_WINDOW) },
       corsOrigins: corsOrigins!,
     },
+  }
+}
+
+/** A server in production must not leave writes open to anyone by omission. */
+export function refuseOpenWritesInProduction(settings: Settings): void {
+  if (settings.env === 'production' && settings.security.apiToken === undefined && !settings.security.writesOpen) {
+    throw new SettingsError(
+      'Refusing to start: NODE_ENV=production without API_TOKEN lets anyone write; set API_TOKEN, or API_WRITES_OPEN=true to allow that on purpose.',
+    )
   }
 }

@@ -26,8 +26,10 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { dat
     {
       schema: {
         tags: ['health'],
-        summary: 'The database is reachable and migrated',
-        description: 'A degraded cache is reported but does not fail readiness: reads then go to the database.',
+        summary: 'The database is reachable and migrated, and the server is not shutting down',
+        description:
+          'A degraded cache is reported but does not fail readiness: reads then go to the database. ' +
+          'From SIGTERM on the answer is 503, while requests are still served for SHUTDOWN_DELAY_MS.',
         response: {
           200: Type.Object({
             status: Type.String(),
@@ -38,6 +40,7 @@ export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { dat
       },
     },
     async () => {
+      if (app.shuttingDown) throw new HttpProblem(503, 'The server is shutting down.', '/problems/not-ready')
       let migrated: boolean
       try {
         const result = await database.pool.query(`SELECT 1 FROM ${migrationsTable} WHERE name = $1`, [latestMigration])

@@ -1,7 +1,11 @@
 import { Type, type Static } from 'typebox'
 
-/** No control characters and no unpaired UTF-16 surrogates (they cannot be stored as UTF-8). */
-const printable = '^[^\\u0000-\\u001f\\u007f\\ud800-\\udfff]*$'
+/**
+ * No control characters: C0 and DEL, and the bidirectional embeddings, overrides and isolates
+ * (U+202A-U+202E, U+2066-U+2069) that make a name display as something else (`\u202Egnp.exe`
+ * shows as `exe.png`). No unpaired UTF-16 surrogates either (they cannot be stored as UTF-8).
+ */
+const printable = '^[^\\u0000-\\u001f\\u007f\\u202a-\\u202e\\u2066-\\u2069\\ud800-\\udfff]*$'
 
 export const UserId = Type.Integer({ minimum: 1, maximum: 2147483647, description: 'A positive 32-bit integer' })
 const Name = Type.String({ minLength: 1, maxLength: 100, pattern: printable, description: 'Trimmed, 1 to 100 characters' })

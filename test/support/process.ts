@@ -21,12 +21,12 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>
 }
 
-/** Starts `node dist/server.js` as the image does, and waits until /readyz answers 200. */
+/** Starts `node dist/server.js` as the image does (with writes open unless `env` says otherwise), and waits until /readyz answers 200. */
 export async function startServerProcess(env: NodeJS.ProcessEnv, port?: number, cwd = projectRoot): Promise<ServerProcess> {
   const listenPort = port ?? (await freePort())
   const child = spawn(process.execPath, ['dist/server.js'], {
     cwd,
-    env: { PATH: process.env.PATH, NODE_ENV: 'production', LOG_LEVEL: 'info', ...env, PORT: String(listenPort) },
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', API_WRITES_OPEN: 'true', LOG_LEVEL: 'info', ...env, PORT: String(listenPort) },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''
