@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { createClient } from 'redis'
 import { startApp, type RunningApp } from './support/app.js'
 import { readWriteLoad } from './support/freshness.js'
 import { request } from './support/http.js'
@@ -106,5 +107,126 @@ describe('when Redis fails under load', () => {
     for (const instance of [a, b]) {
       assert.equal((await request(instance.url, 'GET', `/users/${user}`)).body.name, 'while-paused')
     }
+  })
+})
+
+/** Two instances sharing a redis-server of the test's own, started with `redisArgs`. */
+async function twoInstancesOn(redisArgs: string[]) {
+  const database = await createTestDatabase()
+  const redis = await ownRedis(redisArgs)
+  const client = createClient({ url: redis.url })
+  client.on('error', () => {})
+  await client.connect()
+  const prefix = 'lost:'
+  // An epoch as on a Redis that has served for a while: a new one settles first, caching nothing.
+  await client.set(`${prefix}epoch`, '1')
+  const logs = [logLines(), logLines()]
+  const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CACHE_PREFIX: prefix, LOG_LEVEL: 'info', RATE_LIMIT_MAX: '0' }
+  const a = await startApp(env, { log: logs[0]!.stream })
+  const b = await startApp(env, { log: logs[1]!.stream })
+  let users = 0
+  const createUsers = async (count: number, name = 'v0') => {
+    const ids: number[] = []
+    await inBatches(Array.from({ length: count }, () => ++users), async (n) => {
+      const created = await request(a.url, 'POST', '/users', { json: { name, email: `user${n}@example.com` } })
+      assert.equal(created.status, 201, created.text)
+      ids.push(created.body.id)
+    })
+    return ids
+  }
+  return {
+    a,
+    b,
+    client,
+    prefix,
+    logs,
+    createUsers,
+    /** Deletes the generation keys of scope in every epoch, as eviction or an operator may; returns how many. */
+    async forget(scope: string) {
+      const keys = await client.keys(`${prefix}*:${scope}:gen`)
+      return keys.length > 0 ? client.del(keys) : 0
+    },
+    async close() {
+      await a.close()
+      await b.close()
+      client.destroy()
+      await redis.kill()
+      await database.drop()
+    },
+  }
+}
+
+/** Runs `work` on every item, 16 at a time. */
+async function inBatches<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += 16) await Promise.all(items.slice(i, i + 16).map(work))
+}
+
+/** Reads path twice through the instance and checks that the second read came from Redis. */
+async function cachedRead(instance: RunningApp, path: string) {
+  await request(instance.url, 'GET', path)
+  const hits = instance.cache.stats.hits
+  const answer = await request(instance.url, 'GET', path)
+  assert.equal(instance.cache.stats.hits, hits + 1, `${path} was not served from the cache`)
+  return answer
+}
+
+describe('when Redis loses keys', () => {
+  let stack: Awaited<ReturnType<typeof twoInstancesOn>>
+  before(async () => {
+    stack = await twoInstancesOn([])
+  })
+  after(async () => {
+    await stack?.close()
+  })
+
+  it('a deleted generation never brings back a user cached before a write', async () => {
+    const { a, b } = stack
+    const [id] = await stack.createUsers(1, 'old')
+    const path = `/users/${id}`
+    await cachedRead(b, path)
+    assert.equal((await request(a.url, 'PATCH', path, { json: { name: 'new' } })).status, 200)
+    assert.equal((await cachedRead(b, path)).body.name, 'new')
+    assert.equal(await stack.forget(`user:${id}`), 1)
+    assert.equal((await request(b.url, 'GET', path)).body.name, 'new')
+  })
+
+  it('a deleted generation never brings back a page cached before a write', async () => {
+    const { b } = stack
+    const page = '/users?limit=1000'
+    await stack.forget('users')
+    const before = (await cachedRead(b, page)).body as { id: number }[]
+    const [added] = await stack.createUsers(1, 'added')
+    const listed = async () => ((await request(b.url, 'GET', page)).body as { id: number }[]).map((user) => user.id)
+    assert.deepEqual(await listed(), [...before.map((user) => user.id), added])
+    assert.equal(await stack.forget('users'), 1)
+    assert.deepEqual(await listed(), [...before.map((user) => user.id), added])
+  })
+
+  it('keys deleted at random and FLUSHDB under load: no stale read', async () => {
+    const { a, b, client, prefix } = stack
+    const userIds = await stack.createUsers(3)
+    for (const instance of [a, b]) {
+      for (const id of userIds) await cachedRead(instance, `/users/${id}`)
+    }
+    let deletions = 0
+    const report = await readWriteLoad({
+      urls: [a.url, b.url],
+      userIds,
+      writesPerUser: 40,
+      readers: 8,
+      writePauseMs: 10,
+      async meanwhile() {
+        for (let round = 0; round < 40; round++) {
+          await sleep(15)
+          const keys = (await client.keys(`${prefix}*`)).filter((key) => key !== `${prefix}epoch` && Math.random() < 0.3)
+          if (keys.length > 0) deletions += await client.del(keys)
+        }
+        await client.flushDb()
+      },
+    })
+    assert.deepEqual(report.failures, [])
+    assert.deepEqual(report.staleReads, [])
+    assert.equal(report.writes, 120)
+    assert.ok(deletions > 0, 'no key was deleted')
   })
 })
