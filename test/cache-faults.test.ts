@@ -125,10 +125,11 @@ async function twoInstancesOn(redisArgs: string[]) {
   const a = await startApp(env, { log: logs[0]!.stream })
   const b = await startApp(env, { log: logs[1]!.stream })
   let users = 0
-  const createUsers = async (count: number, name = 'v0') => {
+  /** Long emails make each cached user take more of Redis's memory. */
+  const createUsers = async (count: number, name = 'v0', emailLength = 20) => {
     const ids: number[] = []
     await inBatches(Array.from({ length: count }, () => ++users), async (n) => {
-      const created = await request(a.url, 'POST', '/users', { json: { name, email: `user${n}@example.com` } })
+      const created = await request(a.url, 'POST', '/users', { json: { name, email: `${String(n).padStart(emailLength - 12, 'u')}@example.com` } })
       assert.equal(created.status, 201, created.text)
       ids.push(created.body.id)
     })
@@ -228,5 +229,102 @@ describe('when Redis loses keys', () => {
     assert.deepEqual(report.staleReads, [])
     assert.equal(report.writes, 120)
     assert.ok(deletions > 0, 'no key was deleted')
+  })
+})
+
+describe('when Redis evicts under memory pressure (allkeys-lfu)', () => {
+  let stack: Awaited<ReturnType<typeof twoInstancesOn>>
+  before(async () => {
+    stack = await twoInstancesOn(['--maxmemory-policy', 'allkeys-lfu'])
+    // Room for a few hundred cached users above what an idle Redis with two clients uses: fewer than the test reads.
+    const used = Number(/used_memory:(\d+)/.exec(String(await stack.client.info('memory')))?.[1])
+    await stack.client.configSet('maxmemory', String(used + 250_000))
+  })
+  after(async () => {
+    await stack?.close()
+  })
+
+  it('many users written and read back: none is stale', async () => {
+    const { a, b, client } = stack
+    const userIds = await stack.createUsers(400, 'v0', 200)
+    await inBatches(userIds, async (id) => {
+      await request(b.url, 'GET', `/users/${id}`)
+      await request(a.url, 'GET', `/users/${id}`)
+    })
+    await inBatches(userIds, async (id) => {
+      assert.equal((await request(a.url, 'PATCH', `/users/${id}`, { json: { name: 'v1' } })).status, 200)
+    })
+    const stale: number[] = []
+    for (const instance of [b, a, b]) {
+      await inBatches(userIds, async (id) => {
+        const read = await request(instance.url, 'GET', `/users/${id}`)
+        assert.equal(read.status, 200, read.text)
+        if (read.body.name !== 'v1') stale.push(id)
+      })
+    }
+    const evicted = Number(/evicted_keys:(\d+)/.exec(String(await client.info('stats')))?.[1])
+    assert.ok(evicted > 0, 'Redis evicted nothing: the test puts no pressure on it')
+    assert.deepEqual(stale, [])
+  })
+})
+
+describe('when Redis is full (maxmemory reached, noeviction)', () => {
+  let stack: Awaited<ReturnType<typeof twoInstancesOn>>
+  before(async () => {
+    stack = await twoInstancesOn(['--maxmemory-policy', 'noeviction'])
+  })
+  after(async () => {
+    await stack?.close()
+  })
+
+  const usedMemory = async () => Number(/used_memory:(\d+)/.exec(String(await stack.client.info('memory')))?.[1])
+
+  /**
+   * Fills Redis with keys of its own until it refuses a write, then keeps it over the limit by a
+   * margin, so that the little the cache frees (or its clients' buffers) does not make room again.
+   */
+  async function fillRedis() {
+    const { client } = stack
+    await client.configSet('maxmemory', String((await usedMemory()) + 100_000))
+    const filler = 'x'.repeat(10_000)
+    for (let i = 0; ; i++) {
+      try {
+        await client.set(`filler:${i}`, filler)
+      } catch (error) {
+        assert.match((error as Error).message, /^OOM/)
+        break
+      }
+    }
+    await client.configSet('maxmemory', String((await usedMemory()) - 50_000))
+  }
+
+  it('a write on one instance is seen at once on the other, and every request is answered', async () => {
+    const { a, b, logs } = stack
+    const userIds = await stack.createUsers(3)
+    for (const instance of [a, b]) {
+      for (const id of userIds) await cachedRead(instance, `/users/${id}`)
+      await cachedRead(instance, '/users?limit=1000')
+    }
+    await fillRedis()
+
+    const path = `/users/${userIds[0]}`
+    assert.equal((await request(a.url, 'PATCH', path, { json: { name: 'written-while-full' } })).status, 200)
+    for (const instance of [b, a]) {
+      assert.equal((await request(instance.url, 'GET', path)).body.name, 'written-while-full')
+      const listed = (await request(instance.url, 'GET', '/users?limit=1000')).body as { id: number; name: string }[]
+      assert.equal(listed.find((user) => user.id === userIds[0])?.name, 'written-while-full')
+    }
+    assert.ok(
+      logs.some((log) => log.lines.some((line) => line.msg.startsWith('cache: Redis is full'))),
+      'no instance said that Redis is full',
+    )
+
+    const report = await readWriteLoad({ urls: [a.url, b.url], userIds, writesPerUser: 20, readers: 6, writePauseMs: 5 })
+    assert.deepEqual(report.failures, [])
+    assert.deepEqual(report.staleReads, [])
+    assert.equal(report.writes, 60)
+    for (const instance of [a, b]) {
+      assert.equal((await request(instance.url, 'GET', '/readyz')).status, 200)
+    }
   })
 })
