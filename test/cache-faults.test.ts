@@ -2,6 +2,8 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createClient } from 'redis'
+import { RedisCache } from '../src/cache/redis-cache.js'
+import { createLogger } from '../src/telemetry/logger.js'
 import { startApp, type RunningApp } from './support/app.js'
 import { readWriteLoad } from './support/freshness.js'
 import { request } from './support/http.js'
@@ -326,5 +328,43 @@ describe('when Redis is full (maxmemory reached, noeviction)', () => {
     for (const instance of [a, b]) {
       assert.equal((await request(instance.url, 'GET', '/readyz')).status, 200)
     }
+  })
+})
+
+describe('the Redis settings the cache relies on', () => {
+  /** The one line a cache logs about the settings of a redis-server started with `args`. */
+  async function settingsLine(args: string[]) {
+    const redis = await ownRedis(args)
+    const log = logLines()
+    const cache = new RedisCache({ url: redis.url, prefix: 'settings:', ttlSeconds: 60, timeoutMs: 500 }, createLogger('info', log.stream))
+    try {
+      cache.start()
+      await until(async () => log.lines.some((line) => line.msg.startsWith('cache: Redis configuration')), 'the settings line')
+      return log.lines.filter((line) => line.msg.startsWith('cache: Redis configuration')) as {
+        level: number
+        msg: string
+        redis: { persistence: string; maxmemoryPolicy: string }
+        unsupported?: string[]
+      }[]
+    } finally {
+      await cache.close()
+      await redis.kill()
+    }
+  }
+
+  it('says in one line at start whether they are supported, also when CONFIG is refused', async () => {
+    const supported = await settingsLine(['--maxmemory-policy', 'allkeys-lfu'])
+    assert.equal(supported.length, 1)
+    assert.equal(supported[0]!.msg, 'cache: Redis configuration supported')
+    assert.deepEqual([supported[0]!.redis.persistence, supported[0]!.redis.maxmemoryPolicy], ['none', 'allkeys-lfu'])
+
+    const snapshots = await settingsLine(['--save', '60 1'])
+    assert.equal(snapshots.length, 1)
+    assert.equal(snapshots[0]!.level, 40)
+    assert.match(snapshots[0]!.unsupported!.join(), /persistence RDB snapshots/)
+
+    const managed = await settingsLine(['--save', '60 1', '--rename-command', 'CONFIG', ''])
+    assert.equal(managed.length, 1)
+    assert.equal(managed[0]!.redis.persistence, 'unknown (CONFIG GET refused)')
   })
 })
