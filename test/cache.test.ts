@@ -248,11 +248,15 @@ describe('freshness under concurrent readers and writers on two instances, with 
   })
 
   it('the same load catches stale reads from a naive delete-on-write cache', async () => {
-    const report = await freshnessUnderLoad(async (opened, redis) => {
-      await opened.close()
-      return withSlowFills(await new NaiveRedisCache(redis.url, redis.prefix).connect(), slowFillMs)
-    })
-    assert.deepEqual(report.failures, [])
-    assert.ok(report.staleReads.length > 0, 'the checker saw no stale read from the naive cache')
+    // The race needs a fill to land between two writes; on a busy machine one run may miss it.
+    for (let run = 1; ; run++) {
+      const report = await freshnessUnderLoad(async (opened, redis) => {
+        await opened.close()
+        return withSlowFills(await new NaiveRedisCache(redis.url, redis.prefix).connect(), slowFillMs)
+      })
+      assert.deepEqual(report.failures, [])
+      if (report.staleReads.length > 0) return
+      assert.ok(run < 3, `the checker saw no stale read from the naive cache in ${run} runs`)
+    }
   })
 })
