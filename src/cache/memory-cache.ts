@@ -1,7 +1,11 @@
 import { LRUCache } from 'lru-cache'
-import { GenerationalCache, generationSlackSeconds, type CacheHealth } from './response-cache.js'
+import { GenerationalCache, type CacheHealth } from './response-cache.js'
 
-/** The in-process backend, for a single instance without Redis. */
+/**
+ * The in-process backend, for a single instance without Redis. Same protocol as Redis: a scope
+ * without a generation (never read, or evicted) gets a new one from a counter that never repeats,
+ * so losing a generation never makes an older entry reachable.
+ */
 export class MemoryCache extends GenerationalCache {
   readonly backend = 'memory'
   private readonly entries: LRUCache<string, string>
@@ -11,11 +15,13 @@ export class MemoryCache extends GenerationalCache {
   constructor(ttlSeconds: number, maxEntries: number) {
     super()
     this.entries = new LRUCache({ max: maxEntries, ttl: ttlSeconds * 1000 })
-    this.generations = new LRUCache({ ttl: (ttlSeconds + generationSlackSeconds) * 1000, ttlAutopurge: true })
+    this.generations = new LRUCache({ max: maxEntries })
   }
 
   protected async lookup(scope: string, variant: string) {
-    const key = `${scope}:${this.generations.get(scope) ?? 0}:${variant}`
+    let generation = this.generations.get(scope)
+    if (generation === undefined) this.generations.set(scope, (generation = ++this.clock))
+    const key = `${scope}:${generation}:${variant}`
     return { key, value: this.entries.get(key), readAt: Date.now() }
   }
 
@@ -24,7 +30,7 @@ export class MemoryCache extends GenerationalCache {
   }
 
   async invalidate(scopes: string[]): Promise<void> {
-    for (const scope of scopes) this.generations.set(scope, ++this.clock)
+    for (const scope of scopes) this.generations.delete(scope)
   }
 
   health(): CacheHealth {

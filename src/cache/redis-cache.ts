@@ -1,79 +1,106 @@
-import { createClient, defineScript } from 'redis'
+import { createClient, defineScript, ErrorReply } from 'redis'
 import type { Logger } from 'pino'
 import { resilientClientOptions, withDeadline } from './redis-connection.js'
+import { checkRedisConfiguration } from './redis-configuration.js'
 import { GenerationalCache, generationSlackSeconds, type CacheHealth } from './response-cache.js'
 
 /*
- * Keys, under the configured prefix P:
- *   P epoch                     E, a fresh TIME-based number whenever it is missing (Redis restarted)
- *                               or an instance that could not write an invalidation moves everyone on
- *   P settling                  present for a few seconds after E changes: nothing is read or stored
- *                               meanwhile, so instances still reconnecting with an invalidation they
- *                               could not write have time to move everyone to a newer epoch first
- *   P E:scope:gen               the scope's generation G; missing means 0; when created it starts from
- *                               TIME, so a generation number is never reused for a scope
+ * Keys, under the configured prefix P (every one of them may disappear at any moment: eviction, TTL,
+ * DEL, FLUSHDB; none of them ever comes back with an older value, see "Persistence" in the README):
+ *   P epoch                     E, a TIME-based number (microseconds), made afresh whenever it is
+ *                               missing, or by an instance that could not write an invalidation.
+ *                               For a few seconds after E nothing is read or stored ("settling"), so
+ *                               that instances still reconnecting with an invalidation they could not
+ *                               write have time to move everyone to a newer epoch first
+ *   P E:scope:gen               the scope's generation G; a reader that finds it missing creates it
+ *                               from TIME, so a lost generation is replaced by a number above every
+ *                               one used before for the scope, and nothing stored before is read again
  *   P E:scope:G:variant         the cached value
+ *
+ * Redis full (maxmemory reached, nothing to evict): Redis refuses commands that need memory but runs
+ * those that free it. A write that cannot move a generation forward deletes it instead, and a reader
+ * that cannot create a missing generation (or epoch) does not use the cache for that scope. Either
+ * way no value stored before the write is reachable, and Redis never goes above maxmemory for us.
+ * The scripts carry no shebang on purpose: flagged scripts are refused whole while Redis is full,
+ * unflagged ones run and get the refusal per command (redis.pcall), so they can fall back to DEL.
  */
-const settlingMs = 3000
+const settlingMicroseconds = 3_000_000
 
-const currentEpoch = `
-local function now() local t = redis.call('TIME') return t[1] .. string.format('%06d', t[2]) end
-local function settle(prefix) redis.call('SET', prefix .. 'settling', '1', 'PX', ${settlingMs}) end
-local function epoch(prefix, ttl)
-  local e = redis.call('GET', prefix .. 'epoch')
-  if not e then
-    e = now()
-    redis.call('SET', prefix .. 'epoch', e, 'EX', ttl)
-    settle(prefix)
-  end
-  return e
-end
+const helpers = `
+local function now() local t = redis.call('TIME') return tonumber(t[1]) * 1000000 + tonumber(t[2]) end
+local function str(n) return string.format('%.0f', n) end
+local function refused(reply) return type(reply) == 'table' and reply.err ~= nil end
 `
+
+/** Key null when the cache must not be used now; refused 1 when that is because Redis is full. */
+type LookupReply = [key: string | null, value: string | null, refused: number]
 
 const lookupScript = defineScript({
   NUMBER_OF_KEYS: 0,
-  SCRIPT: `${currentEpoch}
-local prefix, ttl, scope, variant = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local base = prefix .. epoch(prefix, ttl) .. ':' .. scope .. ':'
-if redis.call('EXISTS', prefix .. 'settling') == 1 then return { false, false } end
-local key = base .. (redis.call('GET', base .. 'gen') or '0') .. ':' .. variant
-return { key, redis.call('GET', key) }`,
-  parseCommand(parser, prefix: string, epochTtl: number, scope: string, variant: string) {
-    parser.push(prefix, String(epochTtl), scope, variant)
+  SCRIPT: `${helpers}
+local prefix, epochTtl, genTtl, scope, variant = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local t = now()
+local e = redis.call('GET', prefix .. 'epoch')
+if not e then
+  if refused(redis.pcall('SET', prefix .. 'epoch', str(t), 'EX', epochTtl)) then return { false, false, 1 } end
+  return { false, false, 0 }
+end
+if t < tonumber(e) + ${settlingMicroseconds} then return { false, false, 0 } end
+local base = prefix .. e .. ':' .. scope .. ':'
+local gen = redis.call('GET', base .. 'gen')
+if not gen then
+  gen = str(t)
+  if refused(redis.pcall('SET', base .. 'gen', gen, 'EX', genTtl)) then return { false, false, 1 } end
+  return { base .. gen .. ':' .. variant, false, 0 }
+end
+local key = base .. gen .. ':' .. variant
+return { key, redis.call('GET', key), 0 }`,
+  parseCommand(parser, prefix: string, epochTtl: number, generationTtl: number, scope: string, variant: string) {
+    parser.push(prefix, String(epochTtl), String(generationTtl), scope, variant)
   },
-  transformReply: (reply: unknown) => reply,
+  transformReply: (reply: unknown) => reply as LookupReply,
 })
 
+/**
+ * Moves each scope's generation past every number it had (at least to TIME). A missing epoch or
+ * generation needs nothing: the reader that recreates it starts above everything stored so far.
+ * Replies how many generations it deleted because Redis was full.
+ */
 const invalidateScript = defineScript({
   NUMBER_OF_KEYS: 0,
-  SCRIPT: `${currentEpoch}
-local prefix, ttl, genTtl = ARGV[1], ARGV[2], ARGV[3]
-local e = epoch(prefix, ttl)
-for i = 4, #ARGV do
-  local gen = prefix .. e .. ':' .. ARGV[i] .. ':gen'
-  if redis.call('EXISTS', gen) == 1 then redis.call('INCR', gen) else redis.call('SET', gen, now()) end
-  redis.call('EXPIRE', gen, genTtl)
+  SCRIPT: `${helpers}
+local prefix, genTtl = ARGV[1], ARGV[2]
+local e = redis.call('GET', prefix .. 'epoch')
+if not e then return 0 end
+local t, deleted = now(), 0
+for i = 3, #ARGV do
+  local key = prefix .. e .. ':' .. ARGV[i] .. ':gen'
+  local gen = redis.call('GET', key)
+  if gen and refused(redis.pcall('SET', key, str(math.max(tonumber(gen) + 1, t)), 'EX', genTtl)) then
+    redis.call('DEL', key)
+    deleted = deleted + 1
+  end
 end
-return 1`,
-  parseCommand(parser, prefix: string, epochTtl: number, generationTtl: number, scopes: string[]) {
-    parser.push(prefix, String(epochTtl), String(generationTtl), ...scopes)
+return deleted`,
+  parseCommand(parser, prefix: string, generationTtl: number, scopes: string[]) {
+    parser.push(prefix, String(generationTtl), ...scopes)
   },
   transformReply: (reply: unknown) => reply as number,
 })
 
 const newEpochScript = defineScript({
   NUMBER_OF_KEYS: 0,
-  SCRIPT: `${currentEpoch}
+  SCRIPT: `${helpers}
+local key = ARGV[1] .. 'epoch'
+local old = redis.call('GET', key)
 local e = now()
-local old = redis.call('GET', ARGV[1] .. 'epoch')
-if old and tonumber(old) >= tonumber(e) then e = string.format('%.0f', tonumber(old) + 1) end
-redis.call('SET', ARGV[1] .. 'epoch', e, 'EX', ARGV[2])
-settle(ARGV[1])
-return e`,
+if old and tonumber(old) >= e then e = tonumber(old) + 1 end
+if refused(redis.pcall('SET', key, str(e), 'EX', ARGV[2])) then redis.call('DEL', key) end
+return 1`,
   parseCommand(parser, prefix: string, epochTtl: number) {
     parser.push(prefix, String(epochTtl))
   },
-  transformReply: (reply: unknown) => reply as string,
+  transformReply: (reply: unknown) => reply as number,
 })
 
 export interface RedisCacheOptions {
@@ -84,12 +111,17 @@ export interface RedisCacheOptions {
 }
 
 const epochTtlSeconds = 7 * 24 * 3600
+/** While Redis stays full, saying so once a minute is enough. */
+const fullReportIntervalMs = 60_000
+
+const isOutOfMemory = (error: unknown) => error instanceof ErrorReply && error.message.startsWith('OOM')
 
 /**
  * The shared backend. Redis being down, restarting or slow never fails a request: reads go to the
  * database, writes are acknowledged. After any failed or late command the instance stops reading
  * from Redis until a probe answers in time. An invalidation that failed leaves it `dirty`: the probe
  * then moves every instance to a new epoch, so nothing cached before that write can be served.
+ * Redis being full is not a failure: what it refuses to store is read from the database.
  */
 export class RedisCache extends GenerationalCache {
   readonly backend = 'redis'
@@ -99,6 +131,9 @@ export class RedisCache extends GenerationalCache {
   private reported: CacheHealth = 'ok'
   private recoveryTimer: NodeJS.Timeout | undefined
   private connecting: Promise<unknown> | undefined
+  private configurationChecked = false
+  private refusedForMemory = 0
+  private fullReportedAt = -Infinity
 
   constructor(
     private readonly options: RedisCacheOptions,
@@ -110,7 +145,12 @@ export class RedisCache extends GenerationalCache {
       scripts: { lookup: lookupScript, invalidate: invalidateScript, newEpoch: newEpochScript },
     })
     this.client.on('error', (error: Error) => this.report(error))
-    this.client.on('ready', () => void this.recover())
+    this.client.on('ready', () => {
+      void this.recover()
+      if (this.configurationChecked) return
+      this.configurationChecked = true
+      void this.command(() => checkRedisConfiguration(this.client, this.logger)).catch(() => {})
+    })
   }
 
   /** Connects in the background: the API serves from the database until Redis answers. */
@@ -127,6 +167,18 @@ export class RedisCache extends GenerationalCache {
     this.suspended = true
     this.report(error as Error)
     this.scheduleRecovery()
+  }
+
+  /** Redis refused to store something because it is full: logged at most once a minute. */
+  private full(refusals = 1): void {
+    this.refusedForMemory += refusals
+    if (Date.now() - this.fullReportedAt < fullReportIntervalMs) return
+    this.fullReportedAt = Date.now()
+    this.logger.warn(
+      { refusals: this.refusedForMemory },
+      'cache: Redis is full (maxmemory reached, nothing it may evict): what it refuses to store is read from the database',
+    )
+    this.refusedForMemory = 0
   }
 
   private report(error?: Error): void {
@@ -161,9 +213,14 @@ export class RedisCache extends GenerationalCache {
   protected async lookup(scope: string, variant: string) {
     if (this.suspended || this.dirty || !this.client.isReady) return undefined
     try {
-      const reply = await this.command(() => this.client.lookup(this.options.prefix, epochTtlSeconds, scope, variant))
-      const [key, value] = reply as [string | null, string | null]
-      if (key === null) return undefined
+      const reply = await this.command(() =>
+        this.client.lookup(this.options.prefix, epochTtlSeconds, this.generationTtl, scope, variant),
+      )
+      const [key, value, refused] = reply as LookupReply
+      if (key === null) {
+        if (refused) this.full()
+        return undefined
+      }
       return { key, value: value ?? undefined, readAt: Date.now() }
     } catch (error) {
       this.failed(error)
@@ -173,18 +230,24 @@ export class RedisCache extends GenerationalCache {
 
   protected store(key: string, value: string): void {
     const expiration = { type: 'EX', value: this.options.ttlSeconds } as const
-    this.command(() => this.client.set(key, value, { expiration })).catch((error) => this.failed(error))
+    this.command(() => this.client.set(key, value, { expiration })).catch((error) =>
+      isOutOfMemory(error) ? this.full() : this.failed(error),
+    )
   }
 
   /** Sent even while suspended: if Redis takes it late, it still applies it before later commands. */
   async invalidate(scopes: string[]): Promise<void> {
     try {
-      const generationTtl = this.options.ttlSeconds + generationSlackSeconds
-      await this.command(() => this.client.invalidate(this.options.prefix, epochTtlSeconds, generationTtl, scopes))
+      const deleted = await this.command(() => this.client.invalidate(this.options.prefix, this.generationTtl, scopes))
+      if (deleted > 0) this.full(deleted)
     } catch (error) {
       this.dirty = true
       this.failed(error)
     }
+  }
+
+  private get generationTtl(): number {
+    return this.options.ttlSeconds + generationSlackSeconds
   }
 
   health(): CacheHealth {

@@ -52,8 +52,11 @@ export interface OwnRedis {
   resume(): void
 }
 
-/** A redis-server of the test's own, on a free port, that the test may kill, restart or pause. */
-export async function ownRedis(): Promise<OwnRedis> {
+/**
+ * A redis-server of the test's own, on a free port, that the test may kill, restart, pause, fill or
+ * flush; `args` are more redis-server options, e.g. ['--maxmemory', '2mb'].
+ */
+export async function ownRedis(args: string[] = []): Promise<OwnRedis> {
   const port = await freePort()
   const url = `redis://127.0.0.1:${port}`
   let child: ChildProcess | undefined
@@ -62,7 +65,7 @@ export async function ownRedis(): Promise<OwnRedis> {
     async start() {
       child = spawn(
         'redis-server',
-        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'yes'],
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'yes', ...args],
         { stdio: 'ignore' },
       )
       child.on('error', () => {})
