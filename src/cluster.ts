@@ -16,7 +16,7 @@ const restartDelayMs = 1000
 export async function superviseWorkers(settings: Settings, logger: Logger): Promise<void> {
   const database = await openDatabase(settings.database, logger)
   try {
-    await migrate(database.pool, logger)
+    await migrate(database.pool, logger, settings.database)
   } finally {
     await database.close()
   }

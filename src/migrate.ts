@@ -7,7 +7,7 @@ const settings = loadSettings()
 const logger = createLogger(settings.logLevel)
 const database = await openDatabase(settings.database, logger)
 try {
-  await migrate(database.pool, logger)
+  await migrate(database.pool, logger, settings.database)
 } finally {
   await database.close()
 }

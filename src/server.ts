@@ -24,7 +24,7 @@ if (settings.workers > 1 && cluster.isPrimary) {
 } else {
   const database = await openDatabase(settings.database, logger)
   // A cluster's primary has migrated already.
-  if (cluster.isPrimary) await migrate(database.pool, logger)
+  if (cluster.isPrimary) await migrate(database.pool, logger, settings.database)
   const cache = openCache(settings.cache, logger)
   const app = await buildApp({ settings, logger, database, cache })
 

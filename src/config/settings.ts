@@ -17,6 +17,8 @@ const SettingsSchema = Type.Object({
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 5000 }),
   LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_MIGRATION_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_PREPARED_STATEMENTS: Type.Boolean({ default: true }),
   DATA_DIR: Type.String({ minLength: 1, default: './data' }),
   DATABASE_POOL_MAX: positiveInteger(10),
   DATABASE_CONNECT_TIMEOUT_MS: positiveInteger(2000),
@@ -58,6 +60,10 @@ export interface Settings {
   logLevel: string
   database: {
     url: string | undefined
+    /** A direct connection for migrations when `url` goes through a transaction-mode pooler. */
+    migrationUrl?: string
+    /** Named prepared statements (default true): false behind a pooler that cannot keep them (PgBouncer before 1.21). */
+    preparedStatements?: boolean
     dataDir: string
     poolMax: number
     connectTimeoutMs: number
@@ -96,7 +102,7 @@ export class SettingsError extends Error {
 }
 
 /** Never repeated in an error message: the logs that receive it are not a place for credentials. */
-const secrets = new Set(['API_TOKEN', 'DATABASE_URL'])
+const secrets = new Set(['API_TOKEN', 'DATABASE_URL', 'DATABASE_MIGRATION_URL'])
 
 const proxyKeywords = new Set(['loopback', 'linklocal', 'uniquelocal'])
 
@@ -162,6 +168,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if (raw.HTTP_HEADERS_TIMEOUT_MS > raw.HTTP_REQUEST_TIMEOUT_MS) {
     complain('HTTP_HEADERS_TIMEOUT_MS', 'must not exceed HTTP_REQUEST_TIMEOUT_MS')
   }
+  if (raw.DATABASE_MIGRATION_URL !== undefined && raw.DATABASE_URL === undefined) {
+    complain('DATABASE_MIGRATION_URL', 'needs DATABASE_URL: the embedded database migrates in process')
+  }
   const workers = raw.WEB_CONCURRENCY === 'auto' ? availableParallelism() : Number(raw.WEB_CONCURRENCY)
   if (workers > 1 && raw.DATABASE_URL === undefined) {
     complain('WEB_CONCURRENCY', 'above 1 needs DATABASE_URL: the embedded database lives in one process')
@@ -177,6 +186,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     logLevel: raw.LOG_LEVEL,
     database: {
       url: raw.DATABASE_URL,
+      migrationUrl: raw.DATABASE_MIGRATION_URL,
+      preparedStatements: raw.DATABASE_PREPARED_STATEMENTS,
       dataDir: raw.DATA_DIR,
       poolMax: raw.DATABASE_POOL_MAX,
       connectTimeoutMs: raw.DATABASE_CONNECT_TIMEOUT_MS,
