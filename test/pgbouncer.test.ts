@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
+import { loadSettings, SettingsError } from '../src/config/settings.js'
 import { apiSuite } from './support/api-suite.js'
 import { startPgBouncer, type PgBouncer } from './support/pgbouncer.js'
 import { createTestDatabase } from './support/postgres.js'
@@ -32,6 +33,22 @@ const throughPgBouncer = async (preparedStatements: boolean) => {
 apiSuite('postgres', { name: 'PostgreSQL through PgBouncer in transaction mode', store: () => throughPgBouncer(false) })
 
 describe('through PgBouncer in transaction mode', () => {
+  it('reads DATABASE_PREPARED_STATEMENTS and DATABASE_MIGRATION_URL, never echoing the URL', () => {
+    const pooled = 'postgres://app@pooler:5432/app'
+    const settings = loadSettings({ DATABASE_URL: pooled, DATABASE_MIGRATION_URL: 'postgres://app@primary:5432/app', DATABASE_PREPARED_STATEMENTS: 'false' })
+    assert.equal(settings.database.migrationUrl, 'postgres://app@primary:5432/app')
+    assert.equal(settings.database.preparedStatements, false)
+    assert.equal(loadSettings({ DATABASE_URL: pooled }).database.preparedStatements, true)
+    const refused = (env: NodeJS.ProcessEnv, variable: string) =>
+      assert.throws(
+        () => loadSettings(env),
+        (error: Error) => error instanceof SettingsError && error.message.includes(variable) && !error.message.includes('hunter2'),
+      )
+    refused({ DATABASE_URL: pooled, DATABASE_MIGRATION_URL: 'mysql://app:hunter2@primary/app' }, 'DATABASE_MIGRATION_URL')
+    refused({ DATABASE_MIGRATION_URL: 'postgres://app:hunter2@primary/app' }, 'DATABASE_MIGRATION_URL')
+    refused({ DATABASE_URL: pooled, DATABASE_PREPARED_STATEMENTS: 'sometimes' }, 'DATABASE_PREPARED_STATEMENTS')
+  })
+
   it('starts three instances at once: migrated once over the direct URL, no advisory lock left behind', async () => {
     const store = await throughPgBouncer(false)
     const servers = await Promise.all(
