@@ -18,7 +18,7 @@ const cnpgInstance = { 'cnpg.io/cluster': 'users-db', 'cnpg.io/podRole': 'instan
 const cnpgPooler = { 'cnpg.io/cluster': 'users-db', 'cnpg.io/podRole': 'pooler', 'cnpg.io/poolerName': 'users-db-pooler-rw' }
 
 const workloadKinds = new Set(['Deployment', 'StatefulSet'])
-const secretName = /pass|secret|token|key|credential/i
+const secretName = /pass|secret|token|key|credential|auth/i
 
 const podSpecs = (objects: KubernetesObject[]) =>
   objects.filter((object) => workloadKinds.has(object.kind)).map((object) => ({ object, pod: object.spec.template.spec }))
