@@ -52,7 +52,9 @@ describe('through PgBouncer in transaction mode', () => {
   it('starts three instances at once: migrated once over the direct URL, no advisory lock left behind', async () => {
     const store = await throughPgBouncer(false)
     const servers = await Promise.all(
-      [1, 2, 3].map(() => startServerProcess({ ...store.env, LOG_LEVEL: 'warn', CACHE_ENABLED: 'false', RATE_LIMIT_MAX: '0' })),
+      [1, 2, 3].map(() =>
+        startServerProcess({ ...store.env, LOG_LEVEL: 'warn', CACHE_ENABLED: 'false', RATE_LIMIT_MAX: '0', API_TOKEN: 'pgbouncer-test-token-0123456789' }),
+      ),
     )
     const direct = new pg.Client({ connectionString: store.directUrl })
     try {
@@ -72,11 +74,12 @@ describe('through PgBouncer in transaction mode', () => {
 
   it('fails with named prepared statements on PgBouncer 1.18, which is why the setting exists', async () => {
     const store = await throughPgBouncer(true)
-    const server = await startServerProcess({ ...store.env, LOG_LEVEL: 'silent', CACHE_ENABLED: 'false', RATE_LIMIT_MAX: '0' })
+    const token = 'pgbouncer-test-token-0123456789'
+    const server = await startServerProcess({ ...store.env, LOG_LEVEL: 'silent', CACHE_ENABLED: 'false', RATE_LIMIT_MAX: '0', API_TOKEN: token })
     try {
       const created = await fetch(`${server.url}/users`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
         body: JSON.stringify({ name: 'Prepared', email: 'prepared@example.com' }),
       })
       assert.equal(created.status, 201)

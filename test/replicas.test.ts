@@ -25,6 +25,7 @@ interface Tally {
   acknowledged: Map<number, number>
 }
 
+const token = 'replicas-test-token-0123456789'
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const versionOf = (user: User) => Number(user.name.split(' v')[1])
 
@@ -43,7 +44,7 @@ async function load(url: string, users: User[], until: Promise<unknown>, tag: st
     try {
       const answer = await fetch(`${url}${path}`, {
         method,
-        headers: body ? { 'content-type': 'application/json' } : {},
+        headers: body ? { 'content-type': 'application/json', authorization: `Bearer ${token}` } : {},
         body: body ? JSON.stringify(body) : undefined,
       })
       const text = await answer.text()
@@ -99,9 +100,10 @@ describe('three API replicas behind one address', () => {
       WEB_CONCURRENCY: '1',
       LOG_LEVEL: 'warn',
       RATE_LIMIT_MAX: '0',
+      API_TOKEN: token,
       // After SIGTERM, /readyz answers 503 at once while the replica keeps serving this long: the
-      // balancer's health check (every 200 ms) takes it out first.
-      SHUTDOWN_DELAY_MS: '1000',
+      // balancer's health checks (every 100 to 200 ms) take it out first.
+      SHUTDOWN_DELAY_MS: '1500',
       SHUTDOWN_GRACE_MS: '10000',
     }
     for (let i = 0; i < 3; i++) ports.push(await freePort())
@@ -111,7 +113,7 @@ describe('three API replicas behind one address', () => {
     for (let i = 0; i < 4; i++) {
       const answer = await fetch(`${balancer.url}/users`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
         body: JSON.stringify({ name: `writer ${i} v0`, email: `owner-${i}@example.com` }),
       })
       assert.equal(answer.status, 201)

@@ -14,7 +14,8 @@ export interface LoadBalancer {
 
 /**
  * HAProxy in front of `ports`, spreading requests round robin as a Service does, and taking a
- * backend out as soon as its /readyz fails, as endpoints do for a pod that stops being ready. A
+ * backend out within a few hundred milliseconds once its /readyz fails, as endpoints do for a pod
+ * that stops being ready. A
  * request whose connection fails, or that gets no answer at all on a reused connection, is sent
  * again to another backend (what kube-proxy cannot do, an Ingress controller does).
  */
@@ -33,6 +34,8 @@ export async function startHaproxy(ports: number[]): Promise<LoadBalancer> {
       '  timeout client 30s',
       '  timeout server 30s',
       '  timeout http-keep-alive 10s',
+      // A replica busy under load may answer its check late; only a 503, or two misses, take it out.
+      '  timeout check 2s',
       '  retries 3',
       '  option redispatch 1',
       '  retry-on conn-failure empty-response',
@@ -43,7 +46,7 @@ export async function startHaproxy(ports: number[]): Promise<LoadBalancer> {
       '  balance roundrobin',
       '  option httpchk GET /readyz',
       '  http-check expect status 200',
-      '  default-server check inter 200ms fastinter 100ms downinter 200ms fall 1 rise 2',
+      '  default-server check inter 200ms fastinter 100ms downinter 200ms fall 2 rise 2',
       ...ports.map((backendPort, i) => `  server api${i + 1} 127.0.0.1:${backendPort}`),
       'listen stats',
       `  bind 127.0.0.1:${statsPort}`,
