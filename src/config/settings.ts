@@ -17,6 +17,8 @@ const SettingsSchema = Type.Object({
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 5000 }),
   LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_MIGRATION_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_PREPARED_STATEMENTS: Type.Boolean({ default: true }),
   DATA_DIR: Type.String({ minLength: 1, default: './data' }),
   DATABASE_POOL_MAX: positiveInteger(10),
   DATABASE_CONNECT_TIMEOUT_MS: positiveInteger(2000),
@@ -60,6 +62,10 @@ export interface Settings {
   logLevel: string
   database: {
     url: string | undefined
+    /** A direct connection for migrations when `url` goes through a transaction-mode pooler. */
+    migrationUrl?: string
+    /** Named prepared statements (default true): false behind a pooler that cannot keep them (PgBouncer before 1.21). */
+    preparedStatements?: boolean
     dataDir: string
     /** Connections of this process's pool: DATABASE_POOL_MAX shared among the workers. */
     poolMax: number
@@ -103,7 +109,7 @@ export class SettingsError extends Error {
 }
 
 /** Never repeated in an error message: the logs that receive it are not a place for credentials. */
-const secrets = new Set(['API_TOKEN', 'DATABASE_URL'])
+const secrets = new Set(['API_TOKEN', 'DATABASE_URL', 'DATABASE_MIGRATION_URL'])
 
 const proxyKeywords = new Set(['loopback', 'linklocal', 'uniquelocal'])
 
@@ -169,6 +175,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if (raw.HTTP_HEADERS_TIMEOUT_MS > raw.HTTP_REQUEST_TIMEOUT_MS) {
     complain('HTTP_HEADERS_TIMEOUT_MS', 'must not exceed HTTP_REQUEST_TIMEOUT_MS')
   }
+  if (raw.DATABASE_MIGRATION_URL !== undefined && raw.DATABASE_URL === undefined) {
+    complain('DATABASE_MIGRATION_URL', 'needs DATABASE_URL: the embedded database migrates in process')
+  }
   // `auto` takes one worker per CPU, but never more workers than the instance has connections.
   const workers =
     raw.WEB_CONCURRENCY === 'auto'
@@ -198,6 +207,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     logLevel: raw.LOG_LEVEL,
     database: {
       url: raw.DATABASE_URL,
+      migrationUrl: raw.DATABASE_MIGRATION_URL,
+      preparedStatements: raw.DATABASE_PREPARED_STATEMENTS,
       dataDir: raw.DATA_DIR,
       poolMax: poolPerWorker,
       connectTimeoutMs: raw.DATABASE_CONNECT_TIMEOUT_MS,

@@ -40,7 +40,13 @@ function watchPool(pool: pg.Pool, logger: Logger): void {
 async function openPostgres(url: string, settings: Settings['database'], logger: Logger): Promise<Database> {
   const pool = new pg.Pool({ connectionString: url, ...poolOptions(settings) })
   watchPool(pool, logger)
-  return { kind: 'postgres', pool, preparesStatements: true, query: statementRunner(pool, logger), close: () => pool.end() }
+  return {
+    kind: 'postgres',
+    pool,
+    preparesStatements: settings.preparedStatements !== false,
+    query: statementRunner(pool, logger),
+    close: () => pool.end(),
+  }
 }
 
 async function openPglite(settings: Settings['database'], logger: Logger): Promise<Database> {

@@ -40,7 +40,7 @@ export async function openMigratedDatabase(
   let database: Database | undefined
   try {
     database = await openDatabase(settings, logger)
-    if (migrateIt) await migrate(database.pool, logger)
+    if (migrateIt) await migrate(database.pool, logger, settings)
     return database
   } catch (error) {
     await database?.close().catch(() => {})

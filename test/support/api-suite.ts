@@ -3,9 +3,9 @@ import { after, before, describe, it } from 'node:test'
 import { freshStore, startApp, type Backend, type BackendStore, type RunningApp } from './app.js'
 import { assertProblem, request } from './http.js'
 
-/** The whole users API contract, run once per storage backend. */
-export function apiSuite(backend: Backend): void {
-  describe(`users API on ${backend}`, () => {
+/** The whole users API contract, run once per storage backend (or a store of the caller's, on it). */
+export function apiSuite(backend: Backend, custom?: { name: string; store: () => Promise<BackendStore> }): void {
+  describe(`users API on ${custom?.name ?? backend}`, () => {
     let store: BackendStore
     let server: RunningApp
     const call = (method: string, path: string, options?: Parameters<typeof request>[3]) =>
@@ -17,7 +17,7 @@ export function apiSuite(backend: Backend): void {
     }
 
     before(async () => {
-      store = await freshStore(backend)
+      store = await (custom ? custom.store() : freshStore(backend))
       server = await startApp(store.env)
     })
     after(async () => {

@@ -35,7 +35,7 @@ export async function startApp(env: NodeJS.ProcessEnv, options: StartOptions = {
   const settings = loadSettings({ LOG_LEVEL: 'silent', ...env, PORT: '0', HOST: '127.0.0.1' })
   const logger = createLogger(settings.logLevel, options.log)
   const database = await openDatabase(settings.database, logger)
-  await migrate(database.pool, logger)
+  await migrate(database.pool, logger, settings.database)
   const opened = openCache(settings.cache, logger)
   const cache = options.wrapCache ? await options.wrapCache(opened) : opened
   const app = await buildApp({ settings, logger, database, cache })
