@@ -6,7 +6,7 @@ import { GenerationalCache, generationSlackSeconds, type CacheHealth } from './r
 
 /*
  * Keys, under the configured prefix P (every one of them may disappear at any moment: eviction, TTL,
- * DEL, FLUSHDB; none of them ever comes back with an older value, see "Persistence" in the README):
+ * DEL, FLUSHDB; none of them may come back with an older value: see "Redis settings" in the README):
  *   P epoch                     E, a TIME-based number (microseconds), made afresh whenever it is
  *                               missing, or by an instance that could not write an invalidation.
  *                               For a few seconds after E nothing is read or stored ("settling"), so
@@ -64,7 +64,8 @@ return { key, redis.call('GET', key), 0 }`,
 /**
  * Moves each scope's generation past every number it had (at least to TIME). A missing epoch or
  * generation needs nothing: the reader that recreates it starts above everything stored so far.
- * Replies how many generations it deleted because Redis was full.
+ * Replies how many generations it deleted because Redis was full (once refused, it only deletes:
+ * after a first write Redis would let the script use memory past maxmemory).
  */
 const invalidateScript = defineScript({
   NUMBER_OF_KEYS: 0,
@@ -76,7 +77,7 @@ local t, deleted = now(), 0
 for i = 3, #ARGV do
   local key = prefix .. e .. ':' .. ARGV[i] .. ':gen'
   local gen = redis.call('GET', key)
-  if gen and refused(redis.pcall('SET', key, str(math.max(tonumber(gen) + 1, t)), 'EX', genTtl)) then
+  if gen and (deleted > 0 or refused(redis.pcall('SET', key, str(math.max(tonumber(gen) + 1, t)), 'EX', genTtl))) then
     redis.call('DEL', key)
     deleted = deleted + 1
   end
