@@ -10,6 +10,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { PGlite } from '@electric-sql/pglite'
 import { request } from './support/http.js'
 import { freePort, projectRoot, startServerProcess, type ServerProcess } from './support/process.js'
 
@@ -41,7 +42,8 @@ describe('one server per DATA_DIR', () => {
   let dataDir: string
   let server: ServerProcess | undefined
   const lockFile = () => join(dataDir, 'server.lock')
-  const env = () => ({ DATA_DIR: dataDir, RATE_LIMIT_MAX: '0' })
+  // PGlite answers its first connection slowly on a loaded machine; the lock is what is tested here.
+  const env = () => ({ DATA_DIR: dataDir, RATE_LIMIT_MAX: '0', DATABASE_CONNECT_TIMEOUT_MS: '20000' })
   const create = async (email: string) => {
     const answer = await request(server!.url, 'POST', '/users', { json: { name: 'Kept', email } })
     assert.equal(answer.status, 201, answer.text)
@@ -50,6 +52,9 @@ describe('one server per DATA_DIR', () => {
 
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'fullstack-datadir-'))
+    // A new PGlite directory takes its initdb first, which alone can outlast a start's deadline on a
+    // loaded machine: do it here, without one.
+    await (await PGlite.create(dataDir)).close()
   })
   after(async () => {
     await server?.stop('SIGKILL')
@@ -65,22 +70,18 @@ describe('one server per DATA_DIR', () => {
     assert.equal(lines.length, 1, second.output)
     assert.match(lines[0]!, new RegExp(`DATA_DIR ${dataDir} is in use by another server \\(pid ${server.child.pid}\\)`))
     assert.doesNotMatch(second.output, /\n\s+at /, 'a stack trace')
-    // The first server is untouched and keeps every acknowledged write across a restart.
+    // The first server is untouched.
     await create('second@example.com')
-    assert.equal(await server.stop(), 0)
-    assert.equal(existsSync(lockFile()), false, 'a clean stop leaves no lock behind')
-    server = await startServerProcess(env())
-    assert.deepEqual(await emails(), ['first@example.com', 'second@example.com'])
   })
 
-  it('starts over the lock of a server that was killed with SIGKILL', async () => {
-    await create('before-kill@example.com')
+  it('starts over the lock of a server that was killed with SIGKILL, with every acknowledged write', async () => {
     await server!.stop('SIGKILL')
     const stale = JSON.parse(await readFile(lockFile(), 'utf8')) as { pid: number }
     assert.equal(stale.pid, server!.child.pid)
     server = await startServerProcess(env())
-    assert.ok((await emails()).includes('before-kill@example.com'))
+    assert.deepEqual(await emails(), ['first@example.com', 'second@example.com'])
     assert.equal(await server.stop(), 0)
+    assert.equal(existsSync(lockFile()), false, 'a clean stop leaves no lock behind')
   })
 
   it('starts over a lock whose pid now belongs to another process, and refuses one whose process runs', async () => {
