@@ -74,7 +74,7 @@ describe('npm start', () => {
       const processes = descendants(started.child.pid!)
       assert.ok(processes.length > 0, 'npm started the server')
       started.child.kill(signal)
-      const stopped = await Promise.race([started.exited.then(([code]) => ({ code })), sleep(30_000).then(() => undefined)])
+      const stopped = await Promise.race([started.exited.then(([code]) => ({ code })), sleep(30_000, undefined, { ref: false })])
       const left = processes.filter(isAlive)
       for (const pid of [started.child.pid!, ...left]) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
       assert.ok(stopped, `npm start was still running 30 s after ${signal}:\n${started.output()}`)
