@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify'
 const addFormats = addFormatsModule.default
 
 function ajv(options: Options): Ajv {
-  const instance = new Ajv({ allErrors: true, removeAdditional: false, useDefaults: true, strict: false, ...options })
+  const instance = new Ajv({ allErrors: true, verbose: true, removeAdditional: false, useDefaults: true, strict: false, ...options })
   addFormats(instance, ['email', 'date-time'])
   return instance
 }

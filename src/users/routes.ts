@@ -3,9 +3,10 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { ResponseCache } from '../cache/response-cache.js'
 import { encodeResponse, sendEncodedResponse } from '../http/cached-response.js'
+import { wholeNumberRule } from '../http/error-handler.js'
 import { notFound, validationProblem } from '../http/problem.js'
 import type { UsersRepository } from './repository.js'
-import { ListQuery, NewUser, User, UserChanges, UserList, UserParams } from './schemas.js'
+import { ListQuery, NewUser, User, UserChanges, UserId, UserList, UserParams } from './schemas.js'
 
 const problem = Type.Unsafe({ $ref: 'Problem#' })
 const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, problem]))
@@ -21,7 +22,7 @@ const decimalId = /^[0-9]{1,10}$/
 async function normalizeUserRequest(request: FastifyRequest): Promise<void> {
   const { id } = request.params as { id?: string }
   if (id !== undefined && !decimalId.test(id)) {
-    throw validationProblem([{ in: 'params', pointer: '/id', detail: 'must be a positive 32-bit integer' }])
+    throw validationProblem([{ in: 'params', pointer: '/id', detail: wholeNumberRule(UserId) }])
   }
   const body = request.body
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return
