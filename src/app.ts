@@ -64,8 +64,8 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   useStrictValidation(app)
   registerProblemHandlers(app)
   await registerSecurity(app, settings)
+  if (http.docsEnabled) await registerDocs(app, settings.security)
   if (http.metricsEnabled) registerMetrics(app, { database, cache })
-  if (http.docsEnabled) await registerDocs(app)
 
   await app.register(healthRoutes, { database, cache, latestMigration: await latestMigration() })
   await app.register(usersRoutes, { repository: new UsersRepository(database), cache })
