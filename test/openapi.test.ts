@@ -60,7 +60,7 @@ describe('OpenAPI document', () => {
   it('is valid OpenAPI 3.1, names its shared schemas, and lists every route the server answers', async () => {
     const { server, doc } = await documentOf({ API_TOKEN: token })
     const validator = new Validator()
-    const result = await validator.validate(structuredClone(doc))
+    const result = await validator.validate(structuredClone(doc) as unknown as Record<string, unknown>)
     assert.deepEqual(result.errors, undefined)
     assert.equal(result.valid, true)
     assert.equal(validator.version, '3.1')
