@@ -1,5 +1,6 @@
-// Runs the TypeScript build only when dist/ is missing or older than a source or build setting, so
-// that `npm start` after `npm ci` (which builds, through `prepare`) starts the server at once.
+// Runs `npm run build` (tsc, then the embedded database's seed) only when dist/ is missing or older
+// than a source or build setting, so that `npm start` after `npm ci` (which builds, through
+// `prepare`) starts the server at once.
 // Plain JavaScript: it runs before anything is compiled. `--optional`: without the compiler
 // (`npm ci --omit=dev`), say so and succeed, leaving the build to whoever installs it.
 import { spawnSync } from 'node:child_process'
@@ -9,7 +10,7 @@ import { join } from 'node:path'
 
 const root = new URL('..', import.meta.url).pathname
 const inputs = ['src', 'tsconfig.json', 'tsconfig.build.json', 'package-lock.json']
-const output = join(root, 'dist', 'server.js')
+const outputs = [join(root, 'dist', 'server.js'), join(root, 'dist', 'pglite-seed.tar.gz')]
 
 function newestChange(path) {
   const stats = statSync(path, { throwIfNoEntry: false })
@@ -18,12 +19,11 @@ function newestChange(path) {
   return Math.max(stats.mtimeMs, ...readdirSync(path).map((name) => newestChange(join(path, name))))
 }
 
-const built = statSync(output, { throwIfNoEntry: false })?.mtimeMs ?? -1
+const built = Math.min(...outputs.map((output) => statSync(output, { throwIfNoEntry: false })?.mtimeMs ?? -1))
 if (built >= Math.max(...inputs.map((input) => newestChange(join(root, input))))) process.exit(0)
 
-let compiler
 try {
-  compiler = createRequire(import.meta.url).resolve('typescript/bin/tsc')
+  createRequire(import.meta.url).resolve('typescript/bin/tsc')
 } catch {
   const optional = process.argv.includes('--optional')
   console.error(
@@ -34,5 +34,7 @@ try {
   process.exit(optional ? 0 : 1)
 }
 console.error('build-if-stale: compiling src/ into dist/')
-const { status } = spawnSync(process.execPath, [compiler, '-p', join(root, 'tsconfig.build.json'), '--noEmitOnError'], { stdio: 'inherit' })
+// Under npm, npm_execpath is npm's own script; run directly, npm comes from PATH.
+const npm = process.env.npm_execpath ? [process.execPath, process.env.npm_execpath] : ['npm']
+const { status } = spawnSync(npm[0], [...npm.slice(1), 'run', 'build'], { cwd: root, stdio: 'inherit' })
 process.exit(status ?? 1)

@@ -95,7 +95,8 @@ describe('scripts/build-if-stale.js', () => {
     mkdirSync(join(project, 'scripts'))
     mkdirSync(join(project, 'src'))
     copyFileSync(join(projectRoot, 'scripts/build-if-stale.js'), join(project, 'scripts/build-if-stale.js'))
-    writeFileSync(join(project, 'package.json'), '{"type":"module"}')
+    const build = 'tsc -p tsconfig.build.json && touch dist/pglite-seed.tar.gz'
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ type: 'module', scripts: { build } }))
     writeFileSync(join(project, 'tsconfig.json'), '{"compilerOptions":{"module":"NodeNext","strict":true,"types":[],"lib":["ES2023"],"skipLibCheck":true}}')
     writeFileSync(
       join(project, 'tsconfig.build.json'),

@@ -5,6 +5,7 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import type { Settings } from '../config/settings.js'
+import { pgliteSeedOptions } from './pglite-seed.js'
 
 export interface Database {
   readonly kind: 'postgres' | 'pglite'
@@ -42,7 +43,7 @@ async function openPostgres(url: string, settings: Settings['database'], logger:
 async function openPglite(settings: Settings['database'], logger: Logger): Promise<Database> {
   const dataDir = resolve(settings.dataDir)
   await mkdir(dataDir, { recursive: true })
-  const engine = await PGlite.create(dataDir)
+  const engine = await PGlite.create(dataDir, await pgliteSeedOptions(dataDir))
   // PGlite is one backend: a single client keeps statements in order; spare server slots let the
   // pool replace a client the socket server dropped (it closes a connection after an SQL error).
   const server = new PGLiteSocketServer({ db: engine, host: '127.0.0.1', port: 0, maxConnections: 4 })
