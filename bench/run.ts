@@ -14,6 +14,7 @@ import { createClient } from 'redis'
 import { createTestDatabase, type TestDatabase } from '../test/support/postgres.js'
 import { freePort, projectRoot, startServerProcess, type ServerProcess } from '../test/support/process.js'
 import { sharedRedis } from '../test/support/redis.js'
+import { measureFirstStart } from './first-start.js'
 import type { LoadResult, LoadSpec, Traffic } from './load.js'
 
 const { values: options } = parseArgs({
@@ -302,6 +303,7 @@ async function main(): Promise<string> {
     ),
   ]
 
+  const firstStart = await measureFirstStart()
   const cpu = cpus()
   return [
     `# Benchmark, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
@@ -319,6 +321,7 @@ async function main(): Promise<string> {
     '',
     ...targets,
     '',
+    ...firstStart,
   ].join('\n')
 }
 

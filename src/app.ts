@@ -5,6 +5,7 @@ import type { ResponseCache } from './cache/response-cache.js'
 import type { Settings } from './config/settings.js'
 import type { Database } from './database/database.js'
 import { latestMigration } from './database/migrations.js'
+import { routerOptions } from './http/allowed-methods.js'
 import { registerDocs } from './http/docs.js'
 import { answerClientError, answerFrameworkError, registerProblemHandlers } from './http/error-handler.js'
 import { closeConnectionsGracefully } from './http/graceful-close.js'
@@ -31,6 +32,7 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   const { http } = settings
   const app = Fastify({
     loggerInstance,
+    routerOptions,
     genReqId: requestId,
     logController: new AccessLog(),
     bodyLimit: http.bodyLimitBytes,
@@ -66,8 +68,8 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   useStrictValidation(app)
   registerProblemHandlers(app)
   await registerSecurity(app, settings)
+  if (http.docsEnabled) await registerDocs(app, settings.security)
   if (http.metricsEnabled) registerMetrics(app, { database, cache })
-  if (http.docsEnabled) await registerDocs(app)
 
   await app.register(healthRoutes, { database, cache, latestMigration: await latestMigration() })
   await app.register(usersRoutes, { repository: new UsersRepository(database), cache })

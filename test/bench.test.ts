@@ -48,6 +48,7 @@ describe('the benchmark', () => {
       }
       for (const row of rows) assert.match(row.split('|')[2]!, /^ [\d,]+ $/, row)
       assert.match(output, /^## Targets$/m)
+      assert.match(output, /^\| first start, new DATA_DIR \| [\d,]+ \|$/m)
 
       const [saved, ...others] = await readdir(out)
       assert.deepEqual(others, [])

@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import type { Settings } from '../config/settings.js'
 import { lockDataDir } from './data-dir-lock.js'
 import { statementRunner, type RunStatement } from './statements.js'
+import { pgliteSeedOptions } from './pglite-seed.js'
 
 export interface Database {
   readonly kind: 'postgres' | 'pglite'
@@ -54,7 +55,7 @@ async function openPglite(settings: Settings['database'], logger: Logger): Promi
   await mkdir(dataDir, { recursive: true })
   // Two processes writing one PGlite directory lose each other's writes: the second one refuses.
   const unlock = await lockDataDir(dataDir, logger)
-  const engine = await PGlite.create(dataDir).catch(async (error: unknown) => {
+  const engine = await PGlite.create(dataDir, await pgliteSeedOptions(dataDir)).catch(async (error: unknown) => {
     await unlock()
     throw error
   })

@@ -16,14 +16,52 @@ import {
   DatabaseTimeout,
   InvalidValue,
 } from '../database/errors.js'
+import { trackAllowedMethods } from './allowed-methods.js'
 import { HttpProblem, Problem, notFound, sendProblem, validationProblem, type FieldError } from './problem.js'
 
+const typeNames: Record<string, string> = {
+  string: 'a string',
+  object: 'a JSON object',
+  array: 'an array',
+  boolean: 'true or false',
+  number: 'a number',
+  null: 'null',
+}
+
+/** What a whole-number field accepts, in one sentence whichever of its rules failed. */
+export function wholeNumberRule(schema: object): string {
+  const { minimum, maximum } = schema as { minimum?: number; maximum?: number }
+  return minimum !== undefined && maximum !== undefined
+    ? `must be a whole number from ${minimum} to ${maximum}`
+    : 'must be a whole number'
+}
+
+/** A sentence for people from one validator error (the validator runs with `verbose`, for parentSchema). */
 function describe(error: FastifySchemaValidationError): string {
+  const schema = ((error as { parentSchema?: Record<string, unknown> }).parentSchema ?? {}) as {
+    type?: string
+    minimum?: number
+    maximum?: number
+    minLength?: number
+    maxLength?: number
+    properties?: Record<string, unknown>
+  }
+  if (schema.type === 'integer' && ['type', 'minimum', 'maximum', 'multipleOf'].includes(error.keyword)) {
+    return wholeNumberRule(schema)
+  }
   switch (error.keyword) {
     case 'required':
       return 'is required'
     case 'additionalProperties':
       return 'is not an accepted field'
+    case 'minProperties':
+      return `must contain at least one of ${Object.keys(schema.properties ?? {}).join(', ')}`
+    case 'type':
+      return `must be ${typeNames[String(error.params.type)] ?? String(error.params.type)}`
+    case 'minLength':
+      return error.params.limit === 1 ? 'must not be empty' : `must be at least ${error.params.limit} characters long`
+    case 'maxLength':
+      return `must be at most ${error.params.limit} characters long`
     case 'pattern':
       return 'must not contain control characters or unpaired surrogates'
     case 'format':
@@ -40,7 +78,6 @@ function fieldError(part: string, error: FastifySchemaValidationError): FieldErr
 }
 
 const fastifyClientErrors: Record<string, string> = {
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: '/problems/unsupported-media-type',
   FST_ERR_CTP_BODY_TOO_LARGE: '/problems/body-too-large',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: '/problems/invalid-content-length',
   FST_ERR_CTP_EMPTY_JSON_BODY: '/problems/malformed-json',
@@ -88,6 +125,13 @@ function toHttpProblem(error: FastifyError): HttpProblem | undefined {
       : 'The body is not valid JSON.'
     return new HttpProblem(400, detail, '/problems/malformed-json')
   }
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return new HttpProblem(
+      415,
+      'The body must be JSON, sent with the header `Content-Type: application/json`.',
+      '/problems/unsupported-media-type',
+    )
+  }
   const status = error.statusCode
   if (status !== undefined && status >= 400 && status < 500) {
     return new HttpProblem(status, error.message, fastifyClientErrors[error.code] ?? 'about:blank')
@@ -95,7 +139,9 @@ function toHttpProblem(error: FastifyError): HttpProblem | undefined {
   return undefined
 }
 
+/** Call before any route is registered: the 405 answers need every route's methods. */
 export function registerProblemHandlers(app: FastifyInstance): void {
+  const allowedMethods = trackAllowedMethods(app)
   app.addSchema(Problem)
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const problem = toHttpProblem(error)
@@ -106,9 +152,18 @@ export function registerProblemHandlers(app: FastifyInstance): void {
     request.log.error({ err: error }, 'request failed')
     return sendProblem(reply, new HttpProblem(500, 'The server could not complete the request.'))
   })
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, notFound(`No route for ${request.method} ${request.url.split('?')[0]}.`)),
-  )
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!
+    const allowed = allowedMethods(path)
+    if (allowed.length === 0) return sendProblem(reply, notFound(`No route for ${request.method} ${path}.`))
+    const methods = allowed.join(', ')
+    return sendProblem(
+      reply,
+      new HttpProblem(405, `${path} does not answer ${request.method}; it answers ${methods}.`, '/problems/method-not-allowed', {
+        allow: methods,
+      }),
+    )
+  })
 }
 
 /** Fastify's `frameworkErrors`: a URL the router cannot read becomes a problem like any other. */

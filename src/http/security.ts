@@ -10,7 +10,7 @@ import { healthPaths } from './health.js'
 import { HttpProblem } from './problem.js'
 import { redisRateLimitCounters } from './rate-limit-store.js'
 
-const writeMethods = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+export const writeMethods = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 const realm = 'Bearer realm="users"'
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest()

@@ -3,9 +3,10 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { ResponseCache } from '../cache/response-cache.js'
 import { encodeResponse, sendEncodedResponse } from '../http/cached-response.js'
+import { wholeNumberRule } from '../http/error-handler.js'
 import { notFound, validationProblem } from '../http/problem.js'
 import type { UsersRepository } from './repository.js'
-import { ListQuery, NewUser, User, UserChanges, UserList, UserParams } from './schemas.js'
+import { ListQuery, NewUser, ref, sharedUserSchemas, User, UserChanges, UserId, UserList, UserParams } from './schemas.js'
 
 const problem = Type.Unsafe({ $ref: 'Problem#' })
 const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, problem]))
@@ -21,7 +22,7 @@ const decimalId = /^[0-9]{1,10}$/
 async function normalizeUserRequest(request: FastifyRequest): Promise<void> {
   const { id } = request.params as { id?: string }
   if (id !== undefined && !decimalId.test(id)) {
-    throw validationProblem([{ in: 'params', pointer: '/id', detail: 'must be a positive 32-bit integer' }])
+    throw validationProblem([{ in: 'params', pointer: '/id', detail: wholeNumberRule(UserId) }])
   }
   const body = request.body
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return
@@ -46,6 +47,7 @@ export interface UsersRoutesOptions {
 }
 
 export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async (app, { repository, cache }) => {
+  for (const schema of sharedUserSchemas) app.addSchema(schema)
   app.addHook('preValidation', normalizeUserRequest)
 
   const tags = ['users']
@@ -56,8 +58,8 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       schema: {
         tags,
         summary: 'Create a user',
-        body: NewUser,
-        response: { 201: User, ...problems(400, 409, 413, 415) },
+        body: ref(NewUser),
+        response: { 201: ref(User), ...problems(400, 409, 413, 415) },
       },
     },
     async (request, reply) => {
@@ -75,7 +77,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         summary: 'List users by id, a page at a time',
         description: 'When more users follow, a `Link` header (RFC 8288) gives the next page.',
         querystring: ListQuery,
-        response: { 200: UserList, ...problems(400) },
+        response: { 200: ref(UserList), ...problems(400) },
       },
     },
     async (request, reply) => {
@@ -93,7 +95,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
   app.get(
     '/users/:id',
     {
-      schema: { tags, summary: 'Read a user', params: UserParams, response: { 200: User, ...problems(400, 404) } },
+      schema: { tags, summary: 'Read a user', params: UserParams, response: { 200: ref(User), ...problems(400, 404) } },
     },
     async (request, reply) => {
       const { id } = request.params
@@ -119,8 +121,8 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         tags,
         summary: 'Replace a user’s name and email',
         params: UserParams,
-        body: NewUser,
-        response: { 200: User, ...problems(400, 404, 409, 413, 415) },
+        body: ref(NewUser),
+        response: { 200: ref(User), ...problems(400, 404, 409, 413, 415) },
       },
     },
     async (request, reply) =>
@@ -134,8 +136,8 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         tags,
         summary: 'Change a user’s name, email or both',
         params: UserParams,
-        body: UserChanges,
-        response: { 200: User, ...problems(400, 404, 409, 413, 415) },
+        body: ref(UserChanges),
+        response: { 200: ref(User), ...problems(400, 404, 409, 413, 415) },
       },
     },
     async (request, reply) =>

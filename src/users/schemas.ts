@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { Type, type Static, type TSchema } from 'typebox'
 
 /**
  * No control characters: C0 and DEL, and the bidirectional embeddings, overrides and isolates
@@ -24,17 +24,23 @@ export const User = Type.Object(
     created_at: Timestamp,
     updated_at: Timestamp,
   },
-  { additionalProperties: false },
+  { $id: 'User', additionalProperties: false },
 )
 
-export const UserList = Type.Array(User)
+/** A reference to a shared schema (added with `addSchema`), typed as that schema: OpenAPI names it by its `$id`. */
+export const ref = <T extends TSchema>(schema: T) => Type.Unsafe<Static<T>>({ $ref: `${(schema as { $id?: string }).$id}#` })
 
-export const NewUser = Type.Object({ name: Name, email: Email }, { additionalProperties: false })
+export const UserList = Type.Array(ref(User), { $id: 'UserList' })
+
+export const NewUser = Type.Object({ name: Name, email: Email }, { $id: 'NewUser', additionalProperties: false })
 
 export const UserChanges = Type.Object(
   { name: Type.Optional(Name), email: Type.Optional(Email) },
-  { additionalProperties: false, minProperties: 1 },
+  { $id: 'UserChanges', additionalProperties: false, minProperties: 1 },
 )
+
+/** Added to the app once, referred to by `ref` in the routes. */
+export const sharedUserSchemas = [User, UserList, NewUser, UserChanges]
 
 export const UserParams = Type.Object({ id: UserId }, { additionalProperties: false })
 

@@ -67,7 +67,7 @@ export function apiSuite(backend: Backend, custom?: { name: string; store: () =>
       assert.equal(listed.body.length, 1)
     })
 
-    it('reads one user, 404 for a missing one, 400 for ids that are not positive 32-bit integers', async () => {
+    it('reads one user, 404 for a missing one, 400 for ids that are not whole numbers from 1 to 2147483647', async () => {
       const user = await create('Reader', 'reader@example.com')
       assert.deepEqual((await call('GET', `/users/${user.id}`)).body, user)
       assertProblem(await call('GET', '/users/2147483647'), 404)
@@ -198,7 +198,7 @@ export function apiSuite(backend: Backend, custom?: { name: string; store: () =>
 
     it('answers unknown routes and methods with a problem', async () => {
       assertProblem(await call('GET', '/nowhere'), 404)
-      assertProblem(await call('POST', '/users/1'), 404)
+      assertProblem(await call('POST', '/users/1'), 405)
     })
 
     it('keeps an incoming X-Request-Id and makes one otherwise', async () => {
