@@ -19,7 +19,7 @@ async function startRefused(env: NodeJS.ProcessEnv): Promise<{ code: number | nu
   const port = await freePort()
   const child = spawn(process.execPath, ['dist/server.js'], {
     cwd: projectRoot,
-    env: { PATH: process.env.PATH, NODE_ENV: 'production', LOG_LEVEL: 'info', ...env, PORT: String(port) },
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', API_WRITES_OPEN: 'true', LOG_LEVEL: 'info', ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''

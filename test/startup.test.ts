@@ -16,7 +16,7 @@ import { createTestDatabase, serverUrl } from './support/postgres.js'
 async function startServer(env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
   const child = spawn(process.execPath, ['dist/server.js'], {
     cwd: projectRoot,
-    env: { PATH: process.env.PATH, NODE_ENV: 'production', LOG_LEVEL: 'info', PORT: String(await freePort()), ...env },
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', API_WRITES_OPEN: 'true', LOG_LEVEL: 'info', PORT: String(await freePort()), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''
