@@ -49,8 +49,9 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   closeConnectionsGracefully(app)
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
   app.addHook('onClose', async () => {
     await cache.close()
