@@ -55,8 +55,9 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
 
   closeConnectionsGracefully(app, http.shutdownDelayMs)
   answerBeforeUnreadBody(app, http.requestTimeoutMs)
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
   app.addHook('onClose', async () => {
     await cache.close()

@@ -43,6 +43,7 @@ describe('the benchmark', () => {
         '90% GET /users/{id}, 10% PATCH',
         'uncached GET /users/{id}',
         'cached GET /users/{id}, 2 workers',
+        'cached GET /users/{id}, rate limiter on (counters in Redis)',
       ]) {
         assert.ok(scenarios.includes(expected), `no row for ${expected}:\n${output}`)
       }

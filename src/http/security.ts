@@ -60,18 +60,16 @@ function helmetHeaders(options: HelmetOptions): Record<string, string> {
 export async function registerSecurity(app: FastifyInstance, settings: Settings): Promise<void> {
   const { apiToken, apiTokenReads, rateLimit: limit, corsOrigins } = settings.security
 
-  // HTTP/1.1 requests must say which host they are for (RFC 9112, section 3.2). Node checks this itself
-  // when `requireHostHeader` is on, but answers with an empty body; the app is built with it off.
-  app.addHook('onRequest', async (request) => {
-    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
-      throw new HttpProblem(400, 'An HTTP/1.1 request needs a Host header.', '/problems/missing-host')
-    }
-  })
-
   // The service is reached over plain HTTP (behind a TLS proxy or not): upgrading would break /docs.
-  const securityHeaders = helmetHeaders({ contentSecurityPolicy: { directives: { 'upgrade-insecure-requests': null } } })
-  app.addHook('onRequest', (_request, reply, done) => {
-    reply.headers(securityHeaders)
+  const securityHeaders = Object.entries(helmetHeaders({ contentSecurityPolicy: { directives: { 'upgrade-insecure-requests': null } } }))
+  // One synchronous hook, not an async one per concern: every request runs it.
+  app.addHook('onRequest', (request, reply, done) => {
+    for (const [name, value] of securityHeaders) reply.header(name, value)
+    // HTTP/1.1 requests must say which host they are for (RFC 9112, section 3.2). Node checks this
+    // itself when `requireHostHeader` is on, but answers with an empty body; the app is built with it off.
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      return done(new HttpProblem(400, 'An HTTP/1.1 request needs a Host header.', '/problems/missing-host'))
+    }
     done()
   })
 

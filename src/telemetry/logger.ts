@@ -34,13 +34,32 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return pino(options, destination ?? pino.destination({ dest: 1, sync: false }))
 }
 
-/** One access-log line per request, when it completes, instead of Fastify's two. */
+const { chindingsSym, streamSym } = pino.symbols
+const infoLevel = pino.levels.values.info!
+
+/**
+ * One access-log line per request, when it completes, instead of Fastify's two. The line of a request
+ * that succeeded always has the same shape, so it is written as pino would write it, without pino's
+ * generic path (serializers, redaction of fields it never has, stringifying nested objects): about 6 %
+ * of the busy time of a cached read. The request's own logger still gives the
+ * bindings (pid, hostname, reqId), the level check and the destination.
+ */
 export class AccessLog extends LogController {
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    const line = { req: request, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }
-    if (error) reply.log.error({ ...line, err: error }, 'request errored')
-    else reply.log.info(line, 'request completed')
+    const log = reply.log as Logger
+    if (error) {
+      const line = { req: request, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }
+      return void log.error({ ...line, err: error }, 'request errored')
+    }
+    if (!log.isLevelEnabled('info')) return
+    const req = `{"method":${JSON.stringify(request.method)},"url":${JSON.stringify(withoutPersonalData(request.url))},"remoteAddress":${JSON.stringify(request.ip)}}`
+    const bindings = (log as unknown as Record<symbol, string>)[chindingsSym]
+    const destination = (log as unknown as Record<symbol, DestinationStream>)[streamSym]!
+    destination.write(
+      `{"level":${infoLevel},"time":${Date.now()}${bindings},"req":${req},"res":{"statusCode":${reply.statusCode}},` +
+        `"responseTime":${reply.elapsedTime},"msg":"request completed"}\n`,
+    )
   }
 }

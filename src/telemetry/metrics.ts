@@ -123,10 +123,12 @@ export function registerMetrics(app: FastifyInstance, sources: MetricsSources): 
     registers: [registry],
   })
 
-  app.addHook('onResponse', async (request, reply) => {
+  // Synchronous: an async hook costs every request a promise and a turn of the microtask queue.
+  app.addHook('onResponse', (request, reply, done) => {
     // Unknown paths share one label, so a scan of random URLs cannot create new series.
     const route = request.routeOptions.url ?? 'unmatched'
     requestDuration.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000)
+    done()
   })
 
   app.get(

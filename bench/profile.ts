@@ -1,0 +1,216 @@
+/**
+ * `npm run bench:profile -- --scenario cached-get`: what one request costs the API, as CPU time,
+ * which other processes on a busy machine change far less than they change requests per second.
+ * Starts the built API as `npm run bench` does, fills the cache, sends a fixed number of requests
+ * and reports the API process's user + system CPU per request (from /proc), its RSS, and with
+ * `--cpu-prof` the share of busy time of the functions and packages that cost most.
+ */
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { copyFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import pg from 'pg'
+import { createClient } from 'redis'
+import { createTestDatabase } from '../test/support/postgres.js'
+import { freePort, projectRoot, type ServerProcess } from '../test/support/process.js'
+import { sharedRedis } from '../test/support/redis.js'
+import type { LoadSpec, Traffic } from './load.js'
+
+const { values: options } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'cached-get' },
+    users: { type: 'string', default: '10000' },
+    requests: { type: 'string', default: '100000' },
+    connections: { type: 'string', default: '64' },
+    'cpu-prof': { type: 'boolean', default: false },
+    top: { type: 'string', default: '30' },
+    /** Copies the .cpuprofile here, to open in Chrome DevTools or speedscope. */
+    'save-profile': { type: 'string' },
+    /** Another build of the API to compare with, e.g. an older commit: `git archive <commit> | tar -x -C <dir>`, then build it there. */
+    'api-dir': { type: 'string', default: projectRoot },
+    /** KEY=VALUE settings for the API on top of the scenario's, e.g. `--env LOG_LEVEL=warn`. */
+    env: { type: 'string', multiple: true, default: [] },
+  },
+})
+const users = Number(options.users)
+const requests = Number(options.requests)
+
+interface Scenario {
+  /** Instead of the API: a ceiling of bench/ceilings.ts, against the value `GET /users/1` answers. */
+  ceiling?: 'redis-get'
+  env: NodeJS.ProcessEnv
+  fill?: Traffic
+  traffic: Traffic
+}
+
+const scenarios: Record<string, Scenario> = {
+  'cached-get': { env: {}, fill: { kind: 'get-each-id', maxId: users }, traffic: { kind: 'get-random-id', maxId: users } },
+  'cached-list': {
+    env: {},
+    fill: { kind: 'list-each-cursor', maxId: users, limit: 100 },
+    traffic: { kind: 'list-random-cursor', maxId: users, limit: 100 },
+  },
+  'cached-get-rate-limited': {
+    env: { RATE_LIMIT_MAX: '1000000000' },
+    fill: { kind: 'get-each-id', maxId: users },
+    traffic: { kind: 'get-random-id', maxId: users },
+  },
+  'ceiling-redis-get': { ceiling: 'redis-get', env: {}, traffic: { kind: 'get-random-id', maxId: users } },
+  'uncached-get': { env: { CACHE_ENABLED: 'false' }, traffic: { kind: 'get-random-id', maxId: users } },
+  patch: { env: {}, traffic: { kind: 'rename-random-id', maxId: users } },
+}
+const scenario = scenarios[options.scenario!]
+if (!scenario) throw new Error(`--scenario must be one of ${Object.keys(scenarios).join(', ')}`)
+
+async function generate(spec: LoadSpec): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'bench/load.ts'), JSON.stringify(spec)], {
+    cwd: projectRoot,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  const [code] = await once(child, 'exit')
+  if (code !== 0) throw new Error(`the load generator exited with ${code}`)
+}
+
+const send = (url: string, traffic: Traffic, count: number) =>
+  generate({ url, traffic, connections: Number(options.connections), warmupSeconds: 0, durationSeconds: 0, requests: count })
+
+/** User + system CPU of a process so far, in milliseconds (clock ticks are 10 ms on Linux). */
+async function cpuMs(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
+/** Read and write system calls of a process so far (/proc/<pid>/io: syscr, syscw). */
+async function syscalls(pid: number): Promise<{ reads: number; writes: number }> {
+  const io = await readFile(`/proc/${pid}/io`, 'utf8')
+  return { reads: Number(/^syscr: (\d+)/m.exec(io)![1]), writes: Number(/^syscw: (\d+)/m.exec(io)![1]) }
+}
+
+async function residentMb(pid: number): Promise<number> {
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
+}
+
+interface ProfileNode {
+  id: number
+  callFrame: { functionName: string; url: string; lineNumber: number }
+  hitCount: number
+}
+
+/** Self time by function and by package, as shares of the busy (non-idle, non-GC-free) samples. */
+function summarize(profile: { nodes: ProfileNode[] }, top: number): string {
+  const byFunction = new Map<string, number>()
+  const byPackage = new Map<string, number>()
+  let busy = 0
+  for (const { callFrame, hitCount } of profile.nodes) {
+    if (hitCount === 0 || callFrame.functionName === '(idle)' || callFrame.functionName === '(program)') continue
+    busy += hitCount
+    const url = callFrame.url.replace(/^file:\/\//, '').replace(projectRoot, '')
+    const where = url ? `${url}:${callFrame.lineNumber + 1}` : ''
+    const name = `${callFrame.functionName || '(anonymous)'} ${where}`.trim()
+    byFunction.set(name, (byFunction.get(name) ?? 0) + hitCount)
+    const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ?? (url.startsWith('node:') ? 'node internals' : url.startsWith('dist/') ? url : url ? 'other' : callFrame.functionName)
+    byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + hitCount)
+  }
+  const rows = (map: Map<string, number>) =>
+    [...map].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, hits]) => `| ${((100 * hits) / busy).toFixed(1)} % | \`${name}\` |`)
+  return ['| busy | package or file |', '| ---: | --- |', ...rows(byPackage), '', '| busy | function (self time) |', '| ---: | --- |', ...rows(byFunction)].join('\n')
+}
+
+/** The built API as startServerProcess starts it, under `node --cpu-prof` when asked. */
+async function startApi(env: NodeJS.ProcessEnv): Promise<ServerProcess> {
+  const port = await freePort()
+  const profiling = options['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []
+  const program = scenario!.ceiling ? ['--import', 'tsx', 'bench/ceilings.ts', scenario!.ceiling, String(port)] : ['dist/server.js']
+  const child = spawn(process.execPath, [...profiling, ...program], {
+    cwd: scenario!.ceiling ? projectRoot : options['api-dir'],
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', ...env, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  // The access log goes down a pipe, as it does to a container's log collector, and is dropped here.
+  child.stdout!.resume()
+  const exited = once(child, 'exit')
+  const url = `http://127.0.0.1:${port}`
+  while (!(await fetch(`${url}/${scenario!.ceiling ? '' : 'readyz'}`).then((answer) => answer.ok, () => false))) {
+    if (child.exitCode !== null) throw new Error(`the API exited with ${child.exitCode}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return {
+    child,
+    url,
+    output: () => '',
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null) child.kill(signal)
+      return (await exited)[0] as number | null
+    },
+  }
+}
+
+const database = await createTestDatabase()
+const redis = await sharedRedis()
+const profileDir = await mkdtemp(join(tmpdir(), 'fullstack-profile-'))
+let api: ServerProcess | undefined
+try {
+  if (scenario.ceiling) {
+    const key = `${redis.prefix}ceiling:user`
+    const user = { id: 4711, name: 'User 4711', email: 'user-4711@bench.example.com', created_at: '2026-01-01T00:00:00.000Z', updated_at: '2026-01-01T00:00:00.000Z' }
+    const writer = createClient({ url: redis.url })
+    await writer.connect()
+    await writer.set(key, JSON.stringify(user))
+    writer.destroy()
+    api = await startApi({ BENCH_REDIS_URL: redis.url, BENCH_REDIS_KEY: key })
+  } else {
+    const client = new pg.Client({ connectionString: database.url })
+    await client.connect()
+    api = await startApi({
+      DATABASE_URL: database.url,
+      REDIS_URL: redis.url,
+      CACHE_PREFIX: redis.prefix,
+      RATE_LIMIT_MAX: '0',
+      LOG_LEVEL: 'info',
+      ...scenario.env,
+      ...Object.fromEntries(options.env.map((setting) => setting.split(/=(.*)/s).slice(0, 2))),
+    })
+    await client.query(
+      `INSERT INTO users (name, email) SELECT 'User ' || g, 'user-' || g || '@bench.example.com' FROM generate_series(1, $1::int) g`,
+      [users],
+    )
+    await client.query('ANALYZE users')
+    await client.end()
+    if (scenario.fill) await send(api.url, scenario.fill, users)
+  }
+  // A first pass lets V8 optimize the hot paths; only the second is counted.
+  await send(api.url, scenario.traffic, Math.min(requests, 20_000))
+  const pid = api.child.pid!
+  const before = await cpuMs(pid)
+  const callsBefore = await syscalls(pid)
+  const startedAt = performance.now()
+  await send(api.url, scenario.traffic, requests)
+  const seconds = (performance.now() - startedAt) / 1000
+  const cpu = (await cpuMs(pid)) - before
+  const calls = await syscalls(pid)
+  const rss = await residentMb(pid)
+  await api.stop()
+  api = undefined
+  console.log(`## ${options.scenario}: ${requests.toLocaleString('en-US')} requests, ${options.connections} connections\n`)
+  console.log(`- API CPU per request: ${((1000 * cpu) / requests).toFixed(1)} µs (user + system, ${cpu} ms in all)`)
+  const perRequest = (count: number) => (count / requests).toFixed(2)
+  console.log(`- system calls per request: ${perRequest(calls.reads - callsBefore.reads)} reads, ${perRequest(calls.writes - callsBefore.writes)} writes`)
+  console.log(`- wall clock: ${(requests / seconds).toFixed(0)} requests/s (noisy on a shared machine)`)
+  console.log(`- RSS after: ${rss.toFixed(0)} MB`)
+  if (options['cpu-prof']) {
+    const [file] = (await readdir(profileDir)).filter((name) => name.endsWith('.cpuprofile'))
+    if (!file) throw new Error('the API wrote no CPU profile')
+    if (options['save-profile']) await copyFile(join(profileDir, file), options['save-profile'])
+    console.log(`\n${summarize(JSON.parse(await readFile(join(profileDir, file), 'utf8')), Number(options.top))}`)
+  }
+} finally {
+  await api?.stop('SIGKILL')
+  await database.drop()
+  const cleaner = createClient({ url: redis.url })
+  await cleaner.connect()
+  for await (const keys of cleaner.scanIterator({ MATCH: `${redis.prefix}*`, COUNT: 1000 })) if (keys.length > 0) await cleaner.del(keys)
+  cleaner.destroy()
+  await rm(profileDir, { recursive: true, force: true })
+}

@@ -1,0 +1,41 @@
+/** The access log's line, written without pino's generic path, is the line pino itself would write. */
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { createLogger } from '../src/telemetry/logger.js'
+import { startApp, type RunningApp } from './support/app.js'
+import { request } from './support/http.js'
+import { createTestDatabase, type TestDatabase } from './support/postgres.js'
+
+describe('the access log', () => {
+  let database: TestDatabase
+  let server: RunningApp
+  const lines: string[] = []
+  before(async () => {
+    database = await createTestDatabase()
+    server = await startApp({ DATABASE_URL: database.url, LOG_LEVEL: 'info', RATE_LIMIT_MAX: '0' }, { log: { write: (line: string) => void lines.push(line) } })
+  })
+  after(async () => {
+    await server?.close()
+    await database?.drop()
+  })
+
+  it('writes one line per request, as pino would, emails redacted', async () => {
+    const paths = ['/users?limit=2&email=Secret%40Example.com', '/users/999', '/users/"quoted"\\path']
+    for (const path of paths) await request(server.url, 'GET', path)
+    const written = lines.filter((line) => line.includes('"request completed"'))
+    assert.equal(written.length, paths.length, written.join(''))
+
+    const reference: string[] = []
+    const pinoItself = createLogger('info', { write: (line: string) => void reference.push(line) })
+    for (const line of written) {
+      const { reqId, req, res, responseTime } = JSON.parse(line)
+      const request = { method: req.method, url: req.url, ip: req.remoteAddress }
+      pinoItself.child({ reqId }).info({ req: request, res, responseTime }, 'request completed')
+    }
+    const withoutTime = (line: string) => line.replace(/"time":\d+/, '"time":0')
+    assert.deepEqual(written.map(withoutTime), reference.map(withoutTime))
+    assert.deepEqual(Object.keys(JSON.parse(written[0]!)), ['level', 'time', 'pid', 'hostname', 'reqId', 'req', 'res', 'responseTime', 'msg'])
+    assert.match(written[0]!, /"url":"\/users\?limit=2&email=\[redacted\]"/)
+    assert.doesNotMatch(written.join(''), /secret/i)
+  })
+})
