@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
 import pg from 'pg'
 import type { Logger } from 'pino'
@@ -42,7 +43,8 @@ async function openPostgres(url: string, settings: Settings['database'], logger:
 async function openPglite(settings: Settings['database'], logger: Logger): Promise<Database> {
   const dataDir = resolve(settings.dataDir)
   await mkdir(dataDir, { recursive: true })
-  const engine = await PGlite.create(dataDir)
+  // pg_trgm backs the name and email search (migrations/002_users-search.sql).
+  const engine = await PGlite.create(dataDir, { extensions: { pg_trgm } })
   // PGlite is one backend: a single client keeps statements in order; spare server slots let the
   // pool replace a client the socket server dropped (it closes a connection after an SQL error).
   const server = new PGLiteSocketServer({ db: engine, host: '127.0.0.1', port: 0, maxConnections: 4 })
