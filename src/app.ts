@@ -12,6 +12,7 @@ import { healthRoutes } from './http/health.js'
 import { useJsonBodyParser } from './http/json-body.js'
 import { registerSecurity } from './http/security.js'
 import { useStrictValidation } from './http/validation.js'
+import { registerWebPage } from './http/web-page.js'
 import { AccessLog, requestId } from './telemetry/logger.js'
 import { registerMetrics } from './telemetry/metrics.js'
 import { UsersRepository } from './users/repository.js'
@@ -64,6 +65,7 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   await registerSecurity(app, settings)
   if (http.metricsEnabled) registerMetrics(app, { database, cache })
   if (http.docsEnabled) await registerDocs(app)
+  await registerWebPage(app)
 
   await app.register(healthRoutes, { database, cache, latestMigration: await latestMigration() })
   await app.register(usersRoutes, { repository: new UsersRepository(database), cache })
