@@ -265,7 +265,12 @@ function UsersPage({ api }: { api: UsersApi }) {
                 ) : (
                   <tr key={user.id}>
                     <td>{user.name}</td>
-                    <td className="email">{user.email}</td>
+                    <td className="email">
+                      {/* On a narrow screen an email breaks after its @ rather than anywhere. */}
+                      {user.email.slice(0, user.email.lastIndexOf('@') + 1)}
+                      <wbr />
+                      {user.email.slice(user.email.lastIndexOf('@') + 1)}
+                    </td>
                     <td className="row-actions">
                       <button
                         type="button"
