@@ -37,6 +37,8 @@ export default defineConfig({
     },
   },
   plugins: [precompress()],
+  // `npm run dev:web`: the page with hot reload, talking to the API of `npm start` or `npm run dev`.
+  server: { proxy: { '/users': `http://127.0.0.1:${process.env.PORT ?? 5000}` } },
   test: {
     environment: 'jsdom',
     include: ['test/**/*.test.tsx'],
