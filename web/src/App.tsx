@@ -132,6 +132,12 @@ function UsersPage({ api }: { api: UsersApi }) {
   const [paging, setPaging] = useState<Paging>({ q: '', after: 0, previous: [] })
   const page = paging.q === q ? paging : { q, after: 0, previous: [] }
   const [editing, setEditing] = useState<number>()
+  const editButtons = useRef(new Map<number, HTMLButtonElement>())
+  const stopEditing = (id: number) => {
+    setEditing(undefined)
+    // Back to the row's Edit button once it is rendered again, so keyboard users keep their place.
+    requestAnimationFrame(() => editButtons.current.get(id)?.focus())
+  }
   const [deleting, setDeleting] = useState<User>()
   const searchId = useId()
 
@@ -169,7 +175,7 @@ function UsersPage({ api }: { api: UsersApi }) {
   const replace = useMutation({
     mutationFn: ({ id, user }: { id: number; user: NewUser }) => authorized(() => api.replaceUser(id, user)),
     onSuccess: (user) => {
-      setEditing(undefined)
+      stopEditing(user.id)
       return succeeded(`Saved ${user.name}.`)
     },
     onError: noteError,
@@ -217,7 +223,9 @@ function UsersPage({ api }: { api: UsersApi }) {
         </section>
 
         <section className="panel" aria-labelledby="list-heading">
-          <h2 id="list-heading">All users</h2>
+          <h2 id="list-heading" tabIndex={-1}>
+            All users
+          </h2>
           <search className="field search">
             <label htmlFor={searchId}>Search</label>
             <input
@@ -250,13 +258,13 @@ function UsersPage({ api }: { api: UsersApi }) {
                         initial={{ name: user.name, email: user.email }}
                         pending={replace.isPending}
                         error={replace.error}
-                        onEscape={() => setEditing(undefined)}
+                        onEscape={() => stopEditing(user.id)}
                         onSubmit={(changed) => accepted(replace.mutateAsync({ id: user.id, user: changed }))}
                       >
                         <button type="submit" className="primary" disabled={replace.isPending}>
                           Save
                         </button>
-                        <button type="button" onClick={() => setEditing(undefined)}>
+                        <button type="button" onClick={() => stopEditing(user.id)}>
                           Cancel
                         </button>
                       </UserForm>
@@ -275,6 +283,10 @@ function UsersPage({ api }: { api: UsersApi }) {
                       <button
                         type="button"
                         aria-label={`Edit ${user.name}`}
+                        ref={(button) => {
+                          if (button) editButtons.current.set(user.id, button)
+                          else editButtons.current.delete(user.id)
+                        }}
                         onClick={() => {
                           replace.reset()
                           setEditing(user.id)

@@ -70,6 +70,7 @@ describe('the users page', () => {
     expect((screen.getByLabelText('Email', { selector: 'table input' }) as HTMLInputElement).value).toBe('grace@example.com')
     await user.click(within(usersTable()).getByRole('button', { name: 'Cancel' }))
     expect(server.writes()).toHaveLength(0)
+    await waitFor(() => expect(document.activeElement).toBe(screen.getByRole('button', { name: 'Edit Grace' })))
 
     await user.click(screen.getByRole('button', { name: 'Edit Grace' }))
     const name = within(usersTable()).getByLabelText('Name')

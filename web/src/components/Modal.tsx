@@ -13,9 +13,11 @@ export function Modal({ title, onCancel, children }: ModalProps) {
   const titleId = useId()
   useEffect(() => {
     const opener = document.activeElement
-    dialog.current?.showModal()
+    if (!dialog.current?.open) dialog.current?.showModal()
     return () => {
-      if (opener instanceof HTMLElement && opener.isConnected) opener.focus()
+      // The opener is gone when its row was deleted: focus then goes back to the list.
+      const target = opener instanceof HTMLElement && opener.isConnected ? opener : document.getElementById('list-heading')
+      target?.focus()
     }
   }, [])
   return (
