@@ -243,6 +243,22 @@ describe('the web page in Chromium', () => {
     assert.deepEqual(cspViolations, [])
   })
 
+  it('loads the page without the token when reads need it too, and asks for it to list the users', async () => {
+    const readsLocked = await startServerProcess({ DATABASE_URL: database.url, API_TOKEN: apiToken, API_TOKEN_READS: 'true', LOG_LEVEL: 'warn' })
+    try {
+      await createUser(readsLocked, 'Private Reader', 'private@example.com', apiToken)
+      assert.equal((await fetch(`${readsLocked.url}/users`)).status, 401)
+      const page = await openPage(readsLocked)
+      const dialog = page.getByRole('dialog')
+      await dialog.getByLabel('API token').fill(apiToken)
+      await dialog.getByRole('button', { name: 'Save token' }).click()
+      await row(page, 'Private Reader').waitFor()
+      await page.context().close()
+    } finally {
+      await readsLocked.stop()
+    }
+  })
+
   it('asks for the API token when a write answers 401, keeps it for the session and retries', async () => {
     await createUser(locked, 'Already There', 'there@example.com', apiToken)
     const page = await openPage(locked)

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 
 /** Where `npm run build` puts the page (web/), the same from src/http and dist/http. */
 export const webRoot = fileURLToPath(new URL('../../dist/web/', import.meta.url))
@@ -21,6 +21,12 @@ export const pageContentSecurityPolicy = [
 ].join('; ')
 
 const immutable = 'public, max-age=31536000, immutable'
+
+/** The page and its assets hold no data, so they load without the token even when reads need one. */
+export function isWebPageRequest(request: FastifyRequest): boolean {
+  const url = request.routeOptions.url
+  return url === '/' || url === '/index.html' || url?.startsWith('/assets/') === true
+}
 
 /**
  * Serves the built page at `/` and its assets under /assets/. Asset names carry a content hash, so
