@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 
-# Compiles the TypeScript with every dependency installed. The package files come first so that
+# Compiles the TypeScript and bundles the web page (web/ -> dist/web) with every dependency installed. The package files come first so that
 # the `npm ci` layer is reused until package.json or package-lock.json change.
 FROM node:24.20.0-trixie-slim AS build
 WORKDIR /app
@@ -8,6 +8,7 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY web ./web
 RUN npm run build
 
 # Production dependencies only, so the runtime image carries no compiler or test tooling.

@@ -2,7 +2,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'data/', 'test-results/', 'bench/results/'] },
+  { ignores: ['dist/', 'node_modules/', 'data/', 'test-results/', 'bench/results/', 'web/src/api/schema.d.ts'] },
   js.configs.recommended,
   ...tseslint.configs.strict,
   {

@@ -16,6 +16,7 @@ import { freePort, projectRoot, startServerProcess, type ServerProcess } from '.
 import { sharedRedis } from '../test/support/redis.js'
 import { measureFirstStart } from './first-start.js'
 import type { LoadResult, LoadSpec, Traffic } from './load.js'
+import { firstLoad, firstLoadBudgetBytes, searchPath, searchTraffic } from './web.js'
 
 const { values: options } = parseArgs({
   options: {
@@ -203,6 +204,7 @@ async function main(): Promise<string> {
 
   let api = await startApi(cachedEnv)
   await insertUsers(client, 1, users)
+  const page = await firstLoad(api.url)
   const userBody = await (await fetch(`${api.url}/users/1`)).text()
   const pageBody = await (await fetch(`${api.url}/users?limit=100`)).text()
   const versions = {
@@ -263,7 +265,7 @@ async function main(): Promise<string> {
 
   api = await startApi({ ...cachedEnv, CACHE_ENABLED: 'false' })
   const uncachedGet = await measureApi(api, 'uncached GET /users/{id}', getById, ceilings.select)
-  let deep: { first: Row; last: Row } | undefined
+  let deep: { first: Row; last: Row; search: Row } | undefined
   if (!skipDeep) {
     const { rows: [{ count }] } = await client.query('SELECT count(*)::int AS count FROM users')
     const { rows: [{ max }] } = await client.query('SELECT max(id) AS max FROM users')
@@ -275,6 +277,7 @@ async function main(): Promise<string> {
         kind: 'get',
         path: `/users?limit=100&after=${last - 150}`,
       }),
+      search: await measureApi(api, `uncached GET ${searchPath} at ${format(deepUsers)} users`, searchTraffic),
     }
   }
   await stopApi(api)
@@ -306,6 +309,15 @@ async function main(): Promise<string> {
             `${format(deep.first.result.p50Ms, 1)} ms (autocannon reports whole milliseconds)`,
         )
       : '- (skipped) deep page at 1,000,000 users',
+    deep
+      ? `- (no target) ${deep.search.scenario}: ${format(deep.search.result.requestsPerSecond)} requests/s, ` +
+        `${format((100 * deep.search.result.requestsPerSecond) / deep.first.result.requestsPerSecond)}% of the first page's`
+      : '- (skipped) search at 1,000,000 users',
+    target(
+      page.bytes <= firstLoadBudgetBytes,
+      `web page first load (HTML + JS + CSS, compressed) ≤ ${format(firstLoadBudgetBytes / 1000)} KB ` +
+        `(${format(page.bytes / 1000, 1)} KB: ${page.files.join(', ')})`,
+    ),
     target(rows.every((row) => row.result.errors === 0), 'zero errors in every scenario'),
     target(Math.max(...apiRows.map((row) => row.rssMb!)) <= 150, `RSS of the API process ≤ 150 MB (max ${format(Math.max(...apiRows.map((row) => row.rssMb!)))} MB)`),
     target(passes[1]! <= passes[0]! * 1.1, `RSS growth from pass 2 to pass 3 ≤ 10% (${format(passes[0]!)} → ${format(passes[1]!)} MB)`),

@@ -1,4 +1,4 @@
-// Runs `npm run build` (tsc, then the embedded database's seed) only when dist/ is missing or older
+// Runs `npm run build` (tsc, the embedded database's seed, the web page) only when dist/ is missing or older
 // than a source or build setting, so that `npm start` after `npm ci` (which builds, through
 // `prepare`) starts the server at once.
 // Plain JavaScript: it runs before anything is compiled. `--optional`: without the compiler
@@ -9,14 +9,15 @@ import { createRequire } from 'node:module'
 import { join } from 'node:path'
 
 const root = new URL('..', import.meta.url).pathname
-const inputs = ['src', 'tsconfig.json', 'tsconfig.build.json', 'package-lock.json']
-const outputs = [join(root, 'dist', 'server.js'), join(root, 'dist', 'pglite-seed.tar.gz')]
+const inputs = ['src', 'web', 'tsconfig.json', 'tsconfig.build.json', 'package-lock.json']
+const outputs = ['server.js', 'pglite-seed.tar.gz', 'web/index.html'].map((output) => join(root, 'dist', output))
 
 function newestChange(path) {
   const stats = statSync(path, { throwIfNoEntry: false })
   if (!stats) return 0
   if (!stats.isDirectory()) return stats.mtimeMs
-  return Math.max(stats.mtimeMs, ...readdirSync(path).map((name) => newestChange(join(path, name))))
+  const entries = readdirSync(path).filter((name) => name !== 'node_modules')
+  return Math.max(stats.mtimeMs, ...entries.map((name) => newestChange(join(path, name))))
 }
 
 const built = Math.min(...outputs.map((output) => statSync(output, { throwIfNoEntry: false })?.mtimeMs ?? -1))
@@ -33,7 +34,7 @@ try {
   )
   process.exit(optional ? 0 : 1)
 }
-console.error('build-if-stale: compiling src/ into dist/')
+console.error('build-if-stale: building src/ and web/ into dist/')
 // Under npm, npm_execpath is npm's own script; run directly, npm comes from PATH.
 const npm = process.env.npm_execpath ? [process.execPath, process.env.npm_execpath] : ['npm']
 const { status } = spawnSync(npm[0], [...npm.slice(1), 'run', 'build'], { cwd: root, stdio: 'inherit' })

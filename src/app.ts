@@ -14,6 +14,7 @@ import { useJsonBodyParser } from './http/json-body.js'
 import { registerSecurity } from './http/security.js'
 import { answerBeforeUnreadBody } from './http/unread-body.js'
 import { useStrictValidation } from './http/validation.js'
+import { registerWebPage } from './http/web-page.js'
 import { AccessLog, requestId } from './telemetry/logger.js'
 import { registerMetrics } from './telemetry/metrics.js'
 import { UsersRepository } from './users/repository.js'
@@ -71,6 +72,7 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   await registerSecurity(app, settings)
   if (http.docsEnabled) await registerDocs(app, settings.security)
   if (http.metricsEnabled) registerMetrics(app, { database, cache })
+  await registerWebPage(app)
 
   await app.register(healthRoutes, { database, cache, latestMigration: await latestMigration() })
   await app.register(usersRoutes, { repository: new UsersRepository(database), cache })

@@ -50,6 +50,7 @@ describe('the benchmark', () => {
       for (const row of rows) assert.match(row.split('|')[2]!, /^ [\d,]+ $/, row)
       assert.match(output, /^## Targets$/m)
       assert.match(output, /^\| first start, new DATA_DIR \| [\d,]+ \|$/m)
+      assert.match(output, /^- (PASS|FAIL): web page first load \(HTML \+ JS \+ CSS, compressed\)/m)
 
       const [saved, ...others] = await readdir(out)
       assert.deepEqual(others, [])

@@ -39,8 +39,12 @@ describe('Dockerfile', () => {
     const copyPackages = indexOf(instructions, (i) => keyword(i) === 'COPY' && text(i) === 'package.json package-lock.json ./')
     const install = indexOf(instructions, (i) => keyword(i) === 'RUN' && /\bnpm ci\b/.test(text(i)))
     const copySource = indexOf(instructions, (i) => keyword(i) === 'COPY' && text(i).startsWith('src '))
+    const copyWeb = indexOf(instructions, (i) => keyword(i) === 'COPY' && text(i) === 'web ./web')
     const build = indexOf(instructions, (i) => keyword(i) === 'RUN' && text(i) === 'npm run build')
     assert.ok(copyPackages < install && install < copySource && copySource < build)
+    assert.ok(install < copyWeb && copyWeb < build, 'the web page is bundled by the same npm run build')
+    assert.match(JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')).scripts.build, /vite build web/)
+    assert.match(readFileSync(join(projectRoot, 'web/vite.config.ts'), 'utf8'), /\.\.\/dist\/web\//, 'the page lands in dist/, which the runtime copies')
     assert.doesNotMatch(text(instructions[install]!), /--omit=dev/)
   })
 

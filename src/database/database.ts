@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
 import pg from 'pg'
 import type { Logger } from 'pino'
@@ -55,7 +56,11 @@ async function openPglite(settings: Settings['database'], logger: Logger): Promi
   await mkdir(dataDir, { recursive: true })
   // Two processes writing one PGlite directory lose each other's writes: the second one refuses.
   const unlock = await lockDataDir(dataDir, logger)
-  const engine = await PGlite.create(dataDir, await pgliteSeedOptions(dataDir)).catch(async (error: unknown) => {
+  const engine = await PGlite.create(dataDir, {
+    ...(await pgliteSeedOptions(dataDir)),
+    // pg_trgm backs the name and email search (migrations/002_users-search.sql).
+    extensions: { pg_trgm },
+  }).catch(async (error: unknown) => {
     await unlock()
     throw error
   })

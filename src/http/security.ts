@@ -9,6 +9,7 @@ import type { Settings } from '../config/settings.js'
 import { healthPaths } from './health.js'
 import { HttpProblem } from './problem.js'
 import { redisRateLimitCounters } from './rate-limit-store.js'
+import { isWebPageRequest } from './web-page.js'
 
 export const writeMethods = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 const realm = 'Bearer realm="users"'
@@ -23,7 +24,8 @@ const isHealthCheck = (request: FastifyRequest) => healthPaths.has(request.route
 function requireToken(app: FastifyInstance, token: string, readsToo: boolean): void {
   const expected = sha256(token)
   const needsToken = (request: FastifyRequest) =>
-    writeMethods.has(request.method) || (readsToo && request.method !== 'OPTIONS' && !isHealthCheck(request))
+    writeMethods.has(request.method) ||
+    (readsToo && request.method !== 'OPTIONS' && !isHealthCheck(request) && !isWebPageRequest(request))
 
   app.addHook('onRequest', async (request) => {
     if (!needsToken(request)) return

@@ -47,19 +47,24 @@ export class UsersRepository {
   }
 
   /** Keyset pagination: the cost of a page does not depend on how deep it is. */
-  async list({ limit, after = 0, email }: ListQuery): Promise<UserPage> {
-    const users =
-      email === undefined
-        ? await this.rows(
-            'users.list',
-            `SELECT ${columns} FROM users WHERE id > $1 ORDER BY id LIMIT $2`,
-            [after, limit + 1],
-          )
-        : await this.rows(
-            'users.list-by-email',
-            `SELECT ${columns} FROM users WHERE lower(email) = $1 AND id > $2 ORDER BY id LIMIT $3`,
-            [email, after, limit + 1],
-          )
+  async list({ limit, after = 0, email, q }: ListQuery): Promise<UserPage> {
+    const values: unknown[] = [after, limit + 1]
+    const filters: string[] = []
+    if (email !== undefined) {
+      values.push(email)
+      filters.push(`lower(email) = $${values.length}`)
+    }
+    if (q !== undefined) {
+      // Served by the trigram indexes of migrations/002_users-search.sql; q's own % _ \ match literally.
+      values.push(`%${q.replace(/[\\%_]/g, '\\$&')}%`)
+      filters.push(`(name ILIKE $${values.length} OR email ILIKE $${values.length})`)
+    }
+    const name = ['users.list', email !== undefined && 'by-email', q !== undefined && 'by-q'].filter(Boolean).join('-')
+    const users = await this.rows(
+      name,
+      `SELECT ${columns} FROM users WHERE id > $1${filters.map((filter) => ` AND ${filter}`).join('')} ORDER BY id LIMIT $2`,
+      values,
+    )
     const hasMore = users.length > limit
     if (hasMore) users.pop()
     return { users, hasMore }

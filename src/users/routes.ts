@@ -34,6 +34,7 @@ async function normalizeUserRequest(request: FastifyRequest): Promise<void> {
 function pageQuery(query: ListQuery, after: number): URLSearchParams {
   const params = new URLSearchParams({ limit: String(query.limit), after: String(after) })
   if (query.email !== undefined) params.set('email', query.email)
+  if (query.q !== undefined) params.set('q', query.q)
   return params
 }
 
@@ -75,13 +76,19 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       schema: {
         tags,
         summary: 'List users by id, a page at a time',
-        description: 'When more users follow, a `Link` header (RFC 8288) gives the next page.',
+        description:
+          'When more users follow, a `Link` header (RFC 8288) gives the next page. ' +
+          '`q` keeps the users whose name or email contains it, any case; `email` the one with that email.',
         querystring: ListQuery,
         response: { 200: ref(UserList), ...problems(400) },
       },
     },
     async (request, reply) => {
-      const query = { ...request.query, email: request.query.email?.trim().toLowerCase() }
+      const query = {
+        ...request.query,
+        email: request.query.email?.trim().toLowerCase(),
+        q: request.query.q?.trim() || undefined,
+      }
       const encoded = await cache.read(listScope, pageQuery(query, query.after ?? 0).toString(), async () => {
         const page = await repository.list(query)
         const last = page.users.at(-1)

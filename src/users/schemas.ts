@@ -53,6 +53,14 @@ export const ListQuery = Type.Object(
       Type.Integer({ minimum: 0, maximum: 2147483647, description: 'Return users whose id is greater than this' }),
     ),
     email: Type.Optional(Type.String({ maxLength: 254, pattern: printable, description: 'Exact match, any case' })),
+    q: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 100,
+        pattern: printable,
+        description: 'Users whose name or email contains this text, any case',
+      }),
+    ),
   },
   { additionalProperties: false },
 )

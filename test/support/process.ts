@@ -22,7 +22,12 @@ export interface ServerProcess {
 }
 
 /** Starts `node dist/server.js` as the image does (with writes open unless `env` says otherwise), and waits until /readyz answers 200. */
-export async function startServerProcess(env: NodeJS.ProcessEnv, port?: number, cwd = projectRoot): Promise<ServerProcess> {
+export async function startServerProcess(
+  env: NodeJS.ProcessEnv,
+  port?: number,
+  cwd = projectRoot,
+  readyTimeoutMs = 30_000,
+): Promise<ServerProcess> {
   const listenPort = port ?? (await freePort())
   const child = spawn(process.execPath, ['dist/server.js'], {
     cwd,
@@ -34,7 +39,7 @@ export async function startServerProcess(env: NodeJS.ProcessEnv, port?: number, 
   child.stderr!.on('data', (chunk) => (output += chunk))
   const exited = once(child, 'exit')
   const url = `http://127.0.0.1:${listenPort}`
-  const deadline = Date.now() + 30_000
+  const deadline = Date.now() + readyTimeoutMs
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${output}`)
     if (Date.now() > deadline) {
