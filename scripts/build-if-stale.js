@@ -34,7 +34,7 @@ try {
   )
   process.exit(optional ? 0 : 1)
 }
-console.error('build-if-stale: building src/ and web/ into dist/')
+console.error('build-if-stale: compiling src/ and bundling web/ into dist/')
 // Under npm, npm_execpath is npm's own script; run directly, npm comes from PATH.
 const npm = process.env.npm_execpath ? [process.execPath, process.env.npm_execpath] : ['npm']
 const { status } = spawnSync(npm[0], [...npm.slice(1), 'run', 'build'], { cwd: root, stdio: 'inherit' })

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { readdir } from 'node:fs/promises'
 import { Agent, request as httpRequest } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { openDatabase } from '../src/database/database.js'
-import { migrate, migrationsDir } from '../src/database/migrations.js'
+import { migrate, migrationNames } from '../src/database/migrations.js'
 import { createLogger } from '../src/telemetry/logger.js'
 import { freshStore, type BackendStore } from './support/app.js'
 import { timedRequest, type Outcome } from './support/load.js'
@@ -137,9 +136,9 @@ describe('migrations', () => {
     try {
       await Promise.all([migrate(first.pool, silent), migrate(second.pool, silent)])
       const applied = await first.pool.query('SELECT name FROM pgmigrations')
-      const files = (await readdir(migrationsDir)).filter((file) => file.endsWith('.sql')).sort()
-      assert.deepEqual(applied.rows.map((row) => row.name), files.map((file) => file.replace(/\.sql$/, '')))
-      assert.equal(files[0], '001_create-users.sql')
+      const names = await migrationNames()
+      assert.deepEqual(applied.rows.map((row) => row.name), names)
+      assert.equal(names[0], '001_create-users')
       const columns = await first.pool.query(
         `SELECT column_name FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position`,
       )

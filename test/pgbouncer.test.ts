@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
 import { loadSettings, SettingsError } from '../src/config/settings.js'
+import { migrationNames } from '../src/database/migrations.js'
 import { apiSuite } from './support/api-suite.js'
 import { startPgBouncer, type PgBouncer } from './support/pgbouncer.js'
 import { createTestDatabase } from './support/postgres.js'
@@ -61,7 +62,7 @@ describe('through PgBouncer in transaction mode', () => {
       for (const server of servers) assert.equal((await fetch(`${server.url}/readyz`)).status, 200)
       await direct.connect()
       const applied = await direct.query('SELECT name FROM pgmigrations')
-      assert.deepEqual(applied.rows.map((row) => row.name), ['001_create-users'])
+      assert.deepEqual(applied.rows.map((row) => row.name), await migrationNames())
       const locks = await direct.query(`SELECT count(*) AS held FROM pg_locks
          WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
       assert.equal(locks.rows[0].held, 0)

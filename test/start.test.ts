@@ -95,7 +95,7 @@ describe('scripts/build-if-stale.js', () => {
     mkdirSync(join(project, 'scripts'))
     mkdirSync(join(project, 'src'))
     copyFileSync(join(projectRoot, 'scripts/build-if-stale.js'), join(project, 'scripts/build-if-stale.js'))
-    const build = 'tsc -p tsconfig.build.json && touch dist/pglite-seed.tar.gz'
+    const build = 'tsc -p tsconfig.build.json && touch dist/pglite-seed.tar.gz && mkdir -p dist/web && touch dist/web/index.html'
     writeFileSync(join(project, 'package.json'), JSON.stringify({ type: 'module', scripts: { build } }))
     writeFileSync(join(project, 'tsconfig.json'), '{"compilerOptions":{"module":"NodeNext","strict":true,"types":[],"lib":["ES2023"],"skipLibCheck":true}}')
     writeFileSync(

@@ -8,11 +8,16 @@ import type { Settings } from '../config/settings.js'
 export const migrationsDir = fileURLToPath(new URL('../../migrations/', import.meta.url))
 export const migrationsTable = 'pgmigrations'
 
-export async function latestMigration(): Promise<string> {
+/** The names of the migrations in migrations/, in the order they apply. */
+export async function migrationNames(): Promise<string[]> {
   const files = (await readdir(migrationsDir)).filter((file) => file.endsWith('.sql')).sort()
-  const latest = files.at(-1)
+  return files.map((file) => file.replace(/\.sql$/, ''))
+}
+
+export async function latestMigration(): Promise<string> {
+  const latest = (await migrationNames()).at(-1)
   if (!latest) throw new Error(`no migrations in ${migrationsDir}`)
-  return latest.replace(/\.sql$/, '')
+  return latest
 }
 
 /**
