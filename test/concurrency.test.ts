@@ -4,26 +4,15 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import pg from 'pg'
 import { startApp, type RunningApp } from './support/app.js'
 import { timedRequest, type Outcome } from './support/load.js'
-import { createTestDatabase, type TestDatabase } from './support/postgres.js'
+import { createTestDatabase, withClient, type TestDatabase } from './support/postgres.js'
 
 type Answered = Outcome & { json?: { id: number; name: string; email: string; type?: string } }
 type Method = 'PATCH' | 'PUT'
 
 const tally = (answers: Outcome[]) =>
   answers.reduce<Record<number, number>>((counts, answer) => ({ ...counts, [answer.status]: (counts[answer.status] ?? 0) + 1 }), {})
-
-async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return await work(client)
-  } finally {
-    await client.end()
-  }
-}
 
 /** A test database whose sessions start with these settings (the app's pool connects after this). */
 async function databaseWith(settings: Record<string, string>): Promise<TestDatabase> {

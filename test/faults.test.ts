@@ -6,9 +6,10 @@
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import pg from 'pg'
+import type pg from 'pg'
 import { startApp, type RunningApp } from './support/app.js'
 import { timedRequest, WriteLoad, type Outcome } from './support/load.js'
+import { withClient } from './support/postgres.js'
 import { startPostgresServer, type PostgresServer } from './support/postgres-server.js'
 
 /** How long PostgreSQL stays down each time, and how long the API may take to serve again after it is back. */
@@ -24,16 +25,6 @@ function assertUnavailable(outcome: Outcome): void {
 }
 
 const succeeded = (outcome: Outcome) => outcome.status >= 200 && outcome.status < 300
-
-async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return await work(client)
-  } finally {
-    await client.end()
-  }
-}
 
 describe('faults', () => {
   let database: PostgresServer

@@ -11,7 +11,8 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { chromium, type Browser } from 'playwright-core'
+import type { Browser } from 'playwright-core'
+import { chromiumPath, launchChromium } from './support/chromium.js'
 import { healthcheckArgv, interpolateAll, readCompose, type Healthcheck } from './support/compose.js'
 import { imageEnv } from './support/dockerfile.js'
 import { assembleRuntimeApp, type RuntimeApp } from './support/image.js'
@@ -28,7 +29,6 @@ import {
 } from './support/process.js'
 
 const adminerRoot = '/usr/share/adminer' // Debian's adminer: the compiled adminer.php lives here
-const chromiumPath = '/usr/bin/chromium'
 const screenshotPath = join(projectRoot, 'test-results', 'adminer-users.png')
 /** The brief's curl commands name port 5000, which compose.yaml publishes; web listens on a free port instead. */
 const briefCommand = (command: string, port: number) => shell(command.replaceAll('localhost:5000', `localhost:${port}`))
@@ -126,19 +126,7 @@ describe('the compose stack, run as processes', { timeout: 180_000 }, () => {
     })
 
     // Each Playwright launch gets a fresh, temporary user-data-dir.
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    })
+    browser = await launchChromium()
   })
 
   after(async () => {

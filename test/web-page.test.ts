@@ -7,11 +7,11 @@ import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
+import { launchChromium } from './support/chromium.js'
 import { createTestDatabase, type TestDatabase } from './support/postgres.js'
 import { projectRoot, startServerProcess, type ServerProcess } from './support/process.js'
 
-const chromiumPath = '/usr/bin/chromium'
 const resultsDir = join(projectRoot, 'test-results')
 const apiToken = 'web-e2e-token-0123456789'
 const timeout = 15_000
@@ -56,9 +56,6 @@ describe('the web page in Chromium', () => {
   const row = (page: Page, text: string) => usersTable(page).getByRole('row').filter({ hasText: text })
 
   before(async () => {
-    if (!existsSync(chromiumPath)) {
-      throw new Error(`Chromium is missing at ${chromiumPath}: apt-get install -y --no-install-recommends chromium`)
-    }
     if (!existsSync(join(projectRoot, 'dist/web/index.html'))) throw new Error('the page is not built: run `npm run build`')
     // The embedded database takes a while to start on a busy machine; the token server uses PostgreSQL.
     const dataDir = await mkdtemp(join(tmpdir(), 'fullstack-web-'))
@@ -66,19 +63,7 @@ describe('the web page in Chromium', () => {
     embedded = await startServerProcess({ DATA_DIR: dataDir, LOG_LEVEL: 'warn' }, undefined, projectRoot, 120_000)
     database = await createTestDatabase()
     locked = await startServerProcess({ DATABASE_URL: database.url, API_TOKEN: apiToken, LOG_LEVEL: 'warn' })
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    })
+    browser = await launchChromium()
   })
 
   after(async () => {

@@ -59,3 +59,14 @@ export async function createTestRole(): Promise<TestRole> {
     drop: () => admin((client) => client.query(`DROP ROLE IF EXISTS ${name}`)).then(() => {}),
   }
 }
+
+/** One client of `url` for `work`, closed afterwards. */
+export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return await work(client)
+  } finally {
+    await client.end()
+  }
+}
