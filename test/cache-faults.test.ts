@@ -238,9 +238,6 @@ describe('when Redis evicts under memory pressure (allkeys-lfu)', () => {
   let stack: Awaited<ReturnType<typeof twoInstancesOn>>
   before(async () => {
     stack = await twoInstancesOn(['--maxmemory-policy', 'allkeys-lfu'])
-    // Room for a few hundred cached users above what an idle Redis with two clients uses: fewer than the test reads.
-    const used = Number(/used_memory:(\d+)/.exec(String(await stack.client.info('memory')))?.[1])
-    await stack.client.configSet('maxmemory', String(used + 250_000))
   })
   after(async () => {
     await stack?.close()
@@ -248,11 +245,14 @@ describe('when Redis evicts under memory pressure (allkeys-lfu)', () => {
 
   it('many users written and read back: none is stale', async () => {
     const { a, b, client } = stack
-    const userIds = await stack.createUsers(400, 'v0', 200)
+    const userIds = await stack.createUsers(250, 'v0', 200)
     await inBatches(userIds, async (id) => {
       await request(b.url, 'GET', `/users/${id}`)
       await request(a.url, 'GET', `/users/${id}`)
     })
+    // Little room above what the cached users take: the writes and the reads after them make Redis evict.
+    const used = Number(/used_memory:(\d+)/.exec(String(await client.info('memory')))?.[1])
+    await client.configSet('maxmemory', String(used + 30_000))
     await inBatches(userIds, async (id) => {
       assert.equal((await request(a.url, 'PATCH', `/users/${id}`, { json: { name: 'v1' } })).status, 200)
     })
