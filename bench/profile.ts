@@ -16,6 +16,7 @@ import { createClient } from 'redis'
 import { createTestDatabase } from '../test/support/postgres.js'
 import { freePort, projectRoot, type ServerProcess } from '../test/support/process.js'
 import { sharedRedis } from '../test/support/redis.js'
+import { cacheSettled } from './cache-settled.js'
 import type { LoadSpec, Traffic } from './load.js'
 
 const { values: options } = parseArgs({
@@ -38,8 +39,9 @@ const users = Number(options.users)
 const requests = Number(options.requests)
 
 interface Scenario {
-  /** Instead of the API: a ceiling of bench/ceilings.ts, against the value `GET /users/1` answers. */
+  /** Instead of the API: a ceiling of bench/ceilings.ts, against a value shaped as the API's user, or page of 100. */
   ceiling?: 'redis-get'
+  ceilingValue?: 'user' | 'page'
   env: NodeJS.ProcessEnv
   fill?: Traffic
   traffic: Traffic
@@ -57,7 +59,13 @@ const scenarios: Record<string, Scenario> = {
     fill: { kind: 'get-each-id', maxId: users },
     traffic: { kind: 'get-random-id', maxId: users },
   },
-  'ceiling-redis-get': { ceiling: 'redis-get', env: {}, traffic: { kind: 'get-random-id', maxId: users } },
+  'ceiling-redis-get': { ceiling: 'redis-get', ceilingValue: 'user', env: {}, traffic: { kind: 'get-random-id', maxId: users } },
+  'ceiling-redis-get-page': {
+    ceiling: 'redis-get',
+    ceilingValue: 'page',
+    env: {},
+    traffic: { kind: 'list-random-cursor', maxId: users, limit: 100 },
+  },
   'uncached-get': { env: { CACHE_ENABLED: 'false' }, traffic: { kind: 'get-random-id', maxId: users } },
   patch: { env: {}, traffic: { kind: 'rename-random-id', maxId: users } },
 }
@@ -92,18 +100,43 @@ async function residentMb(pid: number): Promise<number> {
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
 }
 
+/** The API's cache lookups by result so far (GET /metrics); undefined for a ceiling. */
+async function cacheLookups(url: string): Promise<Record<'hit' | 'miss' | 'error', number> | undefined> {
+  if (scenario!.ceiling) return undefined
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const count = (result: string) => Number(new RegExp(`^cache_lookups_total\\{result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0)
+  return { hit: count('hit'), miss: count('miss'), error: count('error') }
+}
+
 interface ProfileNode {
   id: number
   callFrame: { functionName: string; url: string; lineNumber: number }
   hitCount: number
 }
 
-/** Self time by function and by package, as shares of the busy (non-idle, non-GC-free) samples. */
-function summarize(profile: { nodes: ProfileNode[] }, top: number): string {
+interface Profile {
+  nodes: ProfileNode[]
+  startTime: number
+  samples: number[]
+  timeDeltas: number[]
+}
+
+/**
+ * Self time by function and by package, as shares of the busy (non-idle) samples taken from `fromMicros`
+ * on (V8 and process.hrtime share the monotonic clock): the measured pass only, not the start or the fill.
+ */
+function summarize(profile: Profile, top: number, fromMicros: number): string {
+  const hits = new Map<number, number>()
+  let time = profile.startTime
+  profile.samples.forEach((id, index) => {
+    time += profile.timeDeltas[index]!
+    if (time >= fromMicros) hits.set(id, (hits.get(id) ?? 0) + 1)
+  })
   const byFunction = new Map<string, number>()
   const byPackage = new Map<string, number>()
   let busy = 0
-  for (const { callFrame, hitCount } of profile.nodes) {
+  for (const { id, callFrame } of profile.nodes) {
+    const hitCount = hits.get(id) ?? 0
     if (hitCount === 0 || callFrame.functionName === '(idle)' || callFrame.functionName === '(program)') continue
     busy += hitCount
     const url = callFrame.url.replace(/^file:\/\//, '').replace(projectRoot, '')
@@ -153,31 +186,40 @@ const profileDir = await mkdtemp(join(tmpdir(), 'fullstack-profile-'))
 let api: ServerProcess | undefined
 try {
   if (scenario.ceiling) {
-    const key = `${redis.prefix}ceiling:user`
-    const user = { id: 4711, name: 'User 4711', email: 'user-4711@bench.example.com', created_at: '2026-01-01T00:00:00.000Z', updated_at: '2026-01-01T00:00:00.000Z' }
+    const key = `${redis.prefix}ceiling:value`
+    const user = (id: number) => ({
+      id,
+      name: `User ${id}`,
+      email: `user-${id}@bench.example.com`,
+      created_at: '2026-01-01T00:00:00.000Z',
+      updated_at: '2026-01-01T00:00:00.000Z',
+    })
+    const value = scenario.ceilingValue === 'page' ? Array.from({ length: 100 }, (_, index) => user(4711 + index)) : user(4711)
     const writer = createClient({ url: redis.url })
     await writer.connect()
-    await writer.set(key, JSON.stringify(user))
+    await writer.set(key, JSON.stringify(value))
     writer.destroy()
     api = await startApi({ BENCH_REDIS_URL: redis.url, BENCH_REDIS_KEY: key })
   } else {
-    const client = new pg.Client({ connectionString: database.url })
-    await client.connect()
     api = await startApi({
       DATABASE_URL: database.url,
       REDIS_URL: redis.url,
       CACHE_PREFIX: redis.prefix,
       RATE_LIMIT_MAX: '0',
+      API_WRITES_OPEN: 'true',
       LOG_LEVEL: 'info',
       ...scenario.env,
       ...Object.fromEntries(options.env.map((setting) => setting.split(/=(.*)/s).slice(0, 2))),
     })
+    const client = new pg.Client({ connectionString: database.url })
+    await client.connect()
     await client.query(
       `INSERT INTO users (name, email) SELECT 'User ' || g, 'user-' || g || '@bench.example.com' FROM generate_series(1, $1::int) g`,
       [users],
     )
     await client.query('ANALYZE users')
     await client.end()
+    if (scenario.env.CACHE_ENABLED !== 'false') await cacheSettled(api.url)
     if (scenario.fill) await send(api.url, scenario.fill, users)
   }
   // A first pass lets V8 optimize the hot paths; only the second is counted.
@@ -185,11 +227,14 @@ try {
   const pid = api.child.pid!
   const before = await cpuMs(pid)
   const callsBefore = await syscalls(pid)
+  const lookupsBefore = await cacheLookups(api.url)
+  const measuredFromMicros = Number(process.hrtime.bigint() / 1000n)
   const startedAt = performance.now()
   await send(api.url, scenario.traffic, requests)
   const seconds = (performance.now() - startedAt) / 1000
   const cpu = (await cpuMs(pid)) - before
   const calls = await syscalls(pid)
+  const lookups = await cacheLookups(api.url)
   const rss = await residentMb(pid)
   await api.stop()
   api = undefined
@@ -197,13 +242,14 @@ try {
   console.log(`- API CPU per request: ${((1000 * cpu) / requests).toFixed(1)} µs (user + system, ${cpu} ms in all)`)
   const perRequest = (count: number) => (count / requests).toFixed(2)
   console.log(`- system calls per request: ${perRequest(calls.reads - callsBefore.reads)} reads, ${perRequest(calls.writes - callsBefore.writes)} writes`)
+  if (lookups) console.log(`- cache: ${lookups.hit - lookupsBefore!.hit} hits, ${lookups.miss - lookupsBefore!.miss} misses, ${lookups.error - lookupsBefore!.error} errors`)
   console.log(`- wall clock: ${(requests / seconds).toFixed(0)} requests/s (noisy on a shared machine)`)
   console.log(`- RSS after: ${rss.toFixed(0)} MB`)
   if (options['cpu-prof']) {
     const [file] = (await readdir(profileDir)).filter((name) => name.endsWith('.cpuprofile'))
     if (!file) throw new Error('the API wrote no CPU profile')
     if (options['save-profile']) await copyFile(join(profileDir, file), options['save-profile'])
-    console.log(`\n${summarize(JSON.parse(await readFile(join(profileDir, file), 'utf8')), Number(options.top))}`)
+    console.log(`\n${summarize(JSON.parse(await readFile(join(profileDir, file), 'utf8')), Number(options.top), measuredFromMicros)}`)
   }
 } finally {
   await api?.stop('SIGKILL')

@@ -14,6 +14,7 @@ import { createClient } from 'redis'
 import { createTestDatabase, type TestDatabase } from '../test/support/postgres.js'
 import { freePort, projectRoot, startServerProcess, type ServerProcess } from '../test/support/process.js'
 import { sharedRedis } from '../test/support/redis.js'
+import { cacheSettled } from './cache-settled.js'
 import { measureFirstStart } from './first-start.js'
 import type { LoadResult, LoadSpec, Traffic } from './load.js'
 import { firstLoad, firstLoadBudgetBytes, searchPath, searchTraffic } from './web.js'
@@ -117,17 +118,11 @@ async function residentMb(pid: number): Promise<number> {
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) / 1024
 }
 
-async function startApi(env: NodeJS.ProcessEnv): Promise<ServerProcess> {
+/** `settle`: wait until the cache serves hits, which needs a user 1 in the table. */
+async function startApi(env: NodeJS.ProcessEnv, settle = env.CACHE_ENABLED !== 'false'): Promise<ServerProcess> {
   const server = await startServerProcess({ RATE_LIMIT_MAX: '0', API_WRITES_OPEN: 'true', LOG_LEVEL: logLevel, ...env })
   servers.add(server)
-  if (env.CACHE_ENABLED !== 'false') {
-    for (let tries = 0; ; tries++) {
-      const ready = (await (await fetch(`${server.url}/readyz`)).json()) as { cache: { status: string } }
-      if (ready.cache.status === 'ok') break
-      if (tries > 100) throw new Error('the API cache did not connect to Redis')
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  }
+  if (settle) await cacheSettled(server.url)
   return server
 }
 
@@ -202,8 +197,9 @@ async function main(): Promise<string> {
   await client.connect()
   const cachedEnv = { DATABASE_URL: database.url, REDIS_URL: redisUrl, CACHE_PREFIX: redis.prefix }
 
-  let api = await startApi(cachedEnv)
+  let api = await startApi(cachedEnv, false)
   await insertUsers(client, 1, users)
+  await cacheSettled(api.url)
   const page = await firstLoad(api.url)
   const userBody = await (await fetch(`${api.url}/users/1`)).text()
   const pageBody = await (await fetch(`${api.url}/users?limit=100`)).text()
