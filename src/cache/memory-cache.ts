@@ -6,9 +6,9 @@ import { GenerationalCache, type CacheHealth } from './response-cache.js'
  * without a generation (never read, or evicted) gets a new one from a counter that never repeats,
  * so losing a generation never makes an older entry reachable.
  */
-export class MemoryCache extends GenerationalCache {
+export class MemoryCache extends GenerationalCache<string> {
   readonly backend = 'memory'
-  private readonly entries: LRUCache<string, string>
+  private readonly entries: LRUCache<string, Buffer>
   private readonly generations: LRUCache<string, number>
   private clock = 0
 
@@ -22,10 +22,10 @@ export class MemoryCache extends GenerationalCache {
     let generation = this.generations.get(scope)
     if (generation === undefined) this.generations.set(scope, (generation = ++this.clock))
     const key = `${scope}:${generation}:${variant}`
-    return { key, value: this.entries.get(key), readAt: Date.now() }
+    return { id: key, slot: key, value: this.entries.get(key), readAt: Date.now() }
   }
 
-  protected store(key: string, value: string): void {
+  protected store(key: string, value: Buffer): void {
     this.entries.set(key, value)
   }
 

@@ -1,8 +1,8 @@
-import { createClient, defineScript, ErrorReply } from 'redis'
+import { createClient, defineScript, ErrorReply, RESP_TYPES } from 'redis'
 import type { Logger } from 'pino'
 import { resilientClientOptions, withDeadline } from './redis-connection.js'
 import { checkRedisConfiguration } from './redis-configuration.js'
-import { GenerationalCache, generationSlackSeconds, type CacheHealth } from './response-cache.js'
+import { GenerationalCache, generationSlackSeconds, type CacheHealth, type Lookup } from './response-cache.js'
 
 /*
  * Keys, under the configured prefix P (every one of them may disappear at any moment: eviction, TTL,
@@ -15,7 +15,12 @@ import { GenerationalCache, generationSlackSeconds, type CacheHealth } from './r
  *   P E:scope:gen               the scope's generation G; a reader that finds it missing creates it
  *                               from TIME, so a lost generation is replaced by a number above every
  *                               one used before for the scope, and nothing stored before is read again
- *   P E:scope:G:variant         the cached value
+ *   P E:scope:v:variant         "G <value>": the cached value, stamped with the generation it was
+ *                               loaded in; it counts only while G is still the scope's generation
+ *
+ * A read is one MGET of the three keys (atomic, so the stamp is compared with the generation of the
+ * same instant), from an epoch this instance has seen settled. Anything else (a new or missing epoch,
+ * a missing generation) goes through the lookup script, which settles, creates and reports.
  *
  * Redis full (maxmemory reached, nothing to evict): Redis refuses commands that need memory but runs
  * those that free it. A write that cannot move a generation forward deletes it instead, and a reader
@@ -32,8 +37,11 @@ local function str(n) return string.format('%.0f', n) end
 local function refused(reply) return type(reply) == 'table' and reply.err ~= nil end
 `
 
-/** Key null when the cache must not be used now; refused 1 when that is because Redis is full. */
-type LookupReply = [key: string | null, value: string | null, refused: number]
+/**
+ * Epoch and generation null when the cache must not be used now (epoch null alone: not yet settled);
+ * refused 1 when that is because Redis is full.
+ */
+type LookupReply = [epoch: Buffer | null, generation: Buffer | null, stamped: Buffer | null, refused: number]
 
 const lookupScript = defineScript({
   NUMBER_OF_KEYS: 0,
@@ -42,23 +50,22 @@ local prefix, epochTtl, genTtl, scope, variant = ARGV[1], ARGV[2], ARGV[3], ARGV
 local t = now()
 local e = redis.call('GET', prefix .. 'epoch')
 if not e then
-  if refused(redis.pcall('SET', prefix .. 'epoch', str(t), 'EX', epochTtl)) then return { false, false, 1 } end
-  return { false, false, 0 }
+  if refused(redis.pcall('SET', prefix .. 'epoch', str(t), 'EX', epochTtl)) then return { false, false, false, 1 } end
+  return { false, false, false, 0 }
 end
-if t < tonumber(e) + ${settlingMicroseconds} then return { false, false, 0 } end
+if t < tonumber(e) + ${settlingMicroseconds} then return { false, false, false, 0 } end
 local base = prefix .. e .. ':' .. scope .. ':'
 local gen = redis.call('GET', base .. 'gen')
 if not gen then
   gen = str(t)
-  if refused(redis.pcall('SET', base .. 'gen', gen, 'EX', genTtl)) then return { false, false, 1 } end
-  return { base .. gen .. ':' .. variant, false, 0 }
+  if refused(redis.pcall('SET', base .. 'gen', gen, 'EX', genTtl)) then return { e, false, false, 1 } end
+  return { e, gen, false, 0 }
 end
-local key = base .. gen .. ':' .. variant
-return { key, redis.call('GET', key), 0 }`,
+return { e, gen, redis.call('GET', base .. 'v:' .. variant), 0 }`,
   parseCommand(parser, prefix: string, epochTtl: number, generationTtl: number, scope: string, variant: string) {
     parser.push(prefix, String(epochTtl), String(generationTtl), scope, variant)
   },
-  transformReply: (reply: unknown) => reply as LookupReply,
+  transformReply: (reply: unknown) => reply,
 })
 
 /**
@@ -124,9 +131,28 @@ const isOutOfMemory = (error: unknown) => error instanceof ErrorReply && error.m
  * then moves every instance to a new epoch, so nothing cached before that write can be served.
  * Redis being full is not a failure: what it refuses to store is read from the database.
  */
-export class RedisCache extends GenerationalCache {
+/** Where a value loaded in generation `generation` is stored. */
+interface RedisSlot {
+  key: string
+  generation: Buffer
+}
+
+const space = 0x20
+
+/** `stamped` is "<generation> <value>": the value when the generation is `generation`. */
+function valueOf(stamped: Buffer | null, generation: Buffer): Buffer | undefined {
+  const length = generation.length
+  if (stamped === null || stamped.length <= length || stamped[length] !== space) return undefined
+  return stamped.compare(generation, 0, length, 0, length) === 0 ? stamped.subarray(length + 1) : undefined
+}
+
+export class RedisCache extends GenerationalCache<RedisSlot> {
   readonly backend = 'redis'
   private readonly client
+  /** The same connection, answering strings as Buffers: values go to the socket as they come. */
+  private readonly bytes
+  /** The last epoch a lookup found settled: reads under it need no script. */
+  private settledEpoch: string | undefined
   private suspended = false
   private dirty = false
   private reported: CacheHealth = 'ok'
@@ -145,6 +171,7 @@ export class RedisCache extends GenerationalCache {
       ...resilientClientOptions(options.url, options.timeoutMs),
       scripts: { lookup: lookupScript, invalidate: invalidateScript, newEpoch: newEpochScript },
     })
+    this.bytes = this.client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
     this.client.on('error', (error: Error) => this.report(error))
     this.client.on('ready', () => {
       void this.recover()
@@ -211,27 +238,42 @@ export class RedisCache extends GenerationalCache {
     }
   }
 
-  protected async lookup(scope: string, variant: string) {
+  protected async lookup(scope: string, variant: string): Promise<Lookup<RedisSlot> | undefined> {
     if (this.suspended || this.dirty || !this.client.isReady) return undefined
     try {
-      const reply = await this.command(() =>
-        this.client.lookup(this.options.prefix, epochTtlSeconds, this.generationTtl, scope, variant),
-      )
-      const [key, value, refused] = reply as LookupReply
-      if (key === null) {
+      const { prefix } = this.options
+      const epoch = this.settledEpoch
+      if (epoch !== undefined) {
+        const base = `${prefix}${epoch}:${scope}:`
+        const [current, generation, stamped] = (await this.command(() =>
+          this.bytes.mGet([`${prefix}epoch`, `${base}gen`, `${base}v:${variant}`]),
+        )) as unknown as (Buffer | null)[]
+        if (generation && current?.toString('latin1') === epoch) return this.found(base, variant, generation, stamped!)
+      }
+      const [current, generation, stamped, refused] = (await this.command(() =>
+        this.bytes.lookup(prefix, epochTtlSeconds, this.generationTtl, scope, variant),
+      )) as unknown as LookupReply
+      if (current) this.settledEpoch = current.toString('latin1')
+      if (!generation) {
         if (refused) this.full()
         return undefined
       }
-      return { key, value: value ?? undefined, readAt: Date.now() }
+      return this.found(`${prefix}${this.settledEpoch}:${scope}:`, variant, generation, stamped)
     } catch (error) {
       this.failed(error)
       return undefined
     }
   }
 
-  protected store(key: string, value: string): void {
+  private found(base: string, variant: string, generation: Buffer, stamped: Buffer | null): Lookup<RedisSlot> {
+    const key = `${base}v:${variant}`
+    return { id: `${key} ${generation.toString('latin1')}`, slot: { key, generation }, value: valueOf(stamped, generation), readAt: Date.now() }
+  }
+
+  protected store({ key, generation }: RedisSlot, value: Buffer): void {
     const expiration = { type: 'EX', value: this.options.ttlSeconds } as const
-    this.command(() => this.client.set(key, value, { expiration })).catch((error) =>
+    const stamped = Buffer.concat([generation, Buffer.of(space), value])
+    this.command(() => this.client.set(key, stamped, { expiration })).catch((error) =>
       isOutOfMemory(error) ? this.full() : this.failed(error),
     )
   }

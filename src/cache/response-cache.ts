@@ -8,7 +8,7 @@ export interface CacheStats {
 export type CacheHealth = 'ok' | 'degraded' | 'off'
 
 /**
- * A read-through cache of serialized responses that never returns data older than a completed
+ * A read-through cache of serialized responses (bytes as they go on the wire) that never returns data older than a completed
  * `invalidate`. Entries live under a generation per scope (and, in Redis, an epoch): invalidating
  * a scope moves it to a new generation, so a reader that loaded old data before the write can only
  * store it under a generation nobody reads any more.
@@ -20,7 +20,7 @@ export interface ResponseCache {
    * The cached value of `scope`/`variant`, else `load()`'s result, stored unless undefined.
    * Never throws for cache failures: it falls back to `load()`.
    */
-  read(scope: string, variant: string, load: () => Promise<string | undefined>): Promise<string | undefined>
+  read(scope: string, variant: string, load: () => Promise<Buffer | undefined>): Promise<Buffer | undefined>
   /** Called after a committed change and before it is acknowledged. Never throws. */
   invalidate(scopes: string[]): Promise<void>
   health(): CacheHealth
@@ -32,26 +32,29 @@ export const fillDeadlineMs = 10_000
 /** Generations outlive every entry stored under them, so a generation number never comes back. */
 export const generationSlackSeconds = 60
 
-interface Lookup {
-  key: string
-  value: string | undefined
+export interface Lookup<Slot> {
+  /** Names scope/variant in its current generation: concurrent misses of one id make one load. */
+  id: string
+  /** Where a value loaded now is stored, in the generation it was read in. */
+  slot: Slot
+  value: Buffer | undefined
   readAt: number
 }
 
 /** Shared by the backends: the hit/miss path, one load per key at a time, and the fill deadline. */
-export abstract class GenerationalCache implements ResponseCache {
+export abstract class GenerationalCache<Slot> implements ResponseCache {
   abstract readonly backend: 'redis' | 'memory'
   readonly stats: CacheStats = { hits: 0, misses: 0, errors: 0 }
-  private readonly loading = new Map<string, Promise<string | undefined>>()
+  private readonly loading = new Map<string, Promise<Buffer | undefined>>()
 
-  /** The current key of scope/variant and its value; undefined when the cache cannot be trusted now. */
-  protected abstract lookup(scope: string, variant: string): Promise<Lookup | undefined>
-  protected abstract store(key: string, value: string): void
+  /** Scope/variant in its current generation, and its value; undefined when the cache cannot be trusted now. */
+  protected abstract lookup(scope: string, variant: string): Promise<Lookup<Slot> | undefined>
+  protected abstract store(slot: Slot, value: Buffer): void
   abstract invalidate(scopes: string[]): Promise<void>
   abstract health(): CacheHealth
   abstract close(): Promise<void>
 
-  async read(scope: string, variant: string, load: () => Promise<string | undefined>): Promise<string | undefined> {
+  async read(scope: string, variant: string, load: () => Promise<Buffer | undefined>): Promise<Buffer | undefined> {
     const found = await this.lookup(scope, variant)
     if (!found) return load()
     if (found.value !== undefined) {
@@ -59,12 +62,12 @@ export abstract class GenerationalCache implements ResponseCache {
       return found.value
     }
     this.stats.misses++
-    const pending = this.loading.get(found.key)
+    const pending = this.loading.get(found.id)
     if (pending) return pending
-    const loaded = load().finally(() => this.loading.delete(found.key))
-    this.loading.set(found.key, loaded)
+    const loaded = load().finally(() => this.loading.delete(found.id))
+    this.loading.set(found.id, loaded)
     const value = await loaded
-    if (value !== undefined && Date.now() - found.readAt < fillDeadlineMs) this.store(found.key, value)
+    if (value !== undefined && Date.now() - found.readAt < fillDeadlineMs) this.store(found.slot, value)
     return value
   }
 }
@@ -72,7 +75,7 @@ export abstract class GenerationalCache implements ResponseCache {
 export class NoCache implements ResponseCache {
   readonly backend = 'off'
   readonly stats: CacheStats = { hits: 0, misses: 0, errors: 0 }
-  read(_scope: string, _variant: string, load: () => Promise<string | undefined>) {
+  read(_scope: string, _variant: string, load: () => Promise<Buffer | undefined>) {
     return load()
   }
   async invalidate() {}

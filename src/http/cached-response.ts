@@ -2,14 +2,15 @@ import { createHash } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /*
- * A response stored as one string, sent as it is on every hit:
- *   <strong ETag, 24 characters><Link header or nothing>\n<JSON body>
+ * A response stored as one buffer, its body sent as it is on every hit (no decoding, no encoding):
+ *   <strong ETag, 24 characters><Link header or nothing>\n<JSON body, UTF-8>
  */
 const etagLength = 24
+const newline = 0x0a
 
-export function encodeResponse(body: string, link = ''): string {
+export function encodeResponse(body: string, link = ''): Buffer {
   const digest = createHash('sha256').update(link).update('\n').update(body).digest('base64url').slice(0, etagLength - 2)
-  return `"${digest}"${link}\n${body}`
+  return Buffer.from(`"${digest}"${link}\n${body}`)
 }
 
 /** RFC 9110 If-None-Match, with its weak comparison. */
@@ -19,12 +20,11 @@ function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
   return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag)
 }
 
-export function sendEncodedResponse(request: FastifyRequest, reply: FastifyReply, encoded: string): FastifyReply {
-  const etag = encoded.slice(0, etagLength)
-  const newline = encoded.indexOf('\n', etagLength)
-  const link = encoded.slice(etagLength, newline)
+export function sendEncodedResponse(request: FastifyRequest, reply: FastifyReply, encoded: Buffer): FastifyReply {
+  const etag = encoded.toString('latin1', 0, etagLength)
+  const bodyStart = encoded.indexOf(newline, etagLength) + 1
   reply.header('etag', etag)
-  if (link) reply.header('link', link)
+  if (bodyStart > etagLength + 1) reply.header('link', encoded.toString('utf8', etagLength, bodyStart - 1))
   if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send()
-  return reply.type('application/json; charset=utf-8').send(encoded.slice(newline + 1))
+  return reply.type('application/json; charset=utf-8').send(encoded.subarray(bodyStart))
 }
