@@ -20,8 +20,9 @@ export interface UserPage {
 export class UsersRepository {
   constructor(private readonly database: Database) {}
 
-  private async rows(name: string, text: string, values: unknown[]): Promise<User[]> {
-    const query = this.database.preparesStatements ? { name, text, values } : { text, values }
+  /** `name` undefined: planned for its values at every call, never from a plan cached for the statement. */
+  private async rows(name: string | undefined, text: string, values: unknown[]): Promise<User[]> {
+    const query = name !== undefined && this.database.preparesStatements ? { name, text, values } : { text, values }
     try {
       return await this.database.query<User>(query)
     } catch (error) {
@@ -59,7 +60,10 @@ export class UsersRepository {
       values.push(`%${q.replace(/[\\%_]/g, '\\$&')}%`)
       filters.push(`(name ILIKE $${values.length} OR email ILIKE $${values.length})`)
     }
-    const name = ['users.list', email !== undefined && 'by-email', q !== undefined && 'by-q'].filter(Boolean).join('-')
+    // A prepared search switches to PostgreSQL's generic plan after five runs: not knowing the pattern,
+    // it walks the primary key and filters every row (3 s at 1,000,000 users, against 2 ms for a plan
+    // made for the pattern, which the trigram indexes serve). So a search is not prepared.
+    const name = q !== undefined ? undefined : email !== undefined ? 'users.list-by-email' : 'users.list'
     const users = await this.rows(
       name,
       `SELECT ${columns} FROM users WHERE id > $1${filters.map((filter) => ` AND ${filter}`).join('')} ORDER BY id LIMIT $2`,
