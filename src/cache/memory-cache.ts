@@ -22,7 +22,11 @@ export class MemoryCache extends GenerationalCache<string> {
     let generation = this.generations.get(scope)
     if (generation === undefined) this.generations.set(scope, (generation = ++this.clock))
     const key = `${scope}:${generation}:${variant}`
-    return { id: key, slot: key, value: this.entries.get(key), readAt: Date.now() }
+    return { slot: key, value: this.entries.get(key), readAt: Date.now() }
+  }
+
+  protected slotId(key: string): string {
+    return key
   }
 
   protected store(key: string, value: Buffer): void {

@@ -266,8 +266,11 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
   }
 
   private found(base: string, variant: string, generation: Buffer, stamped: Buffer | null): Lookup<RedisSlot> {
-    const key = `${base}v:${variant}`
-    return { id: `${key} ${generation.toString('latin1')}`, slot: { key, generation }, value: valueOf(stamped, generation), readAt: Date.now() }
+    return { slot: { key: `${base}v:${variant}`, generation }, value: valueOf(stamped, generation), readAt: Date.now() }
+  }
+
+  protected slotId({ key, generation }: RedisSlot): string {
+    return `${key} ${generation.toString('latin1')}`
   }
 
   protected store({ key, generation }: RedisSlot, value: Buffer): void {

@@ -33,8 +33,6 @@ export const fillDeadlineMs = 10_000
 export const generationSlackSeconds = 60
 
 export interface Lookup<Slot> {
-  /** Names scope/variant in its current generation: concurrent misses of one id make one load. */
-  id: string
   /** Where a value loaded now is stored, in the generation it was read in. */
   slot: Slot
   value: Buffer | undefined
@@ -50,6 +48,8 @@ export abstract class GenerationalCache<Slot> implements ResponseCache {
   /** Scope/variant in its current generation, and its value; undefined when the cache cannot be trusted now. */
   protected abstract lookup(scope: string, variant: string): Promise<Lookup<Slot> | undefined>
   protected abstract store(slot: Slot, value: Buffer): void
+  /** Names a slot (scope/variant in one generation): concurrent misses of one slot make one load. */
+  protected abstract slotId(slot: Slot): string
   abstract invalidate(scopes: string[]): Promise<void>
   abstract health(): CacheHealth
   abstract close(): Promise<void>
@@ -62,10 +62,11 @@ export abstract class GenerationalCache<Slot> implements ResponseCache {
       return found.value
     }
     this.stats.misses++
-    const pending = this.loading.get(found.id)
+    const id = this.slotId(found.slot)
+    const pending = this.loading.get(id)
     if (pending) return pending
-    const loaded = load().finally(() => this.loading.delete(found.id))
-    this.loading.set(found.id, loaded)
+    const loaded = load().finally(() => this.loading.delete(id))
+    this.loading.set(id, loaded)
     const value = await loaded
     if (value !== undefined && Date.now() - found.readAt < fillDeadlineMs) this.store(found.slot, value)
     return value
