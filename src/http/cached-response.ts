@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /*
@@ -7,10 +7,14 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
  */
 const etagLength = 24
 const newline = 0x0a
+const etagPlaceholder = ' '.repeat(etagLength)
 
+/** One UTF-8 encoding of link and body; the ETag, a digest of both, is written over the leading placeholder. */
 export function encodeResponse(body: string, link = ''): Buffer {
-  const digest = createHash('sha256').update(link).update('\n').update(body).digest('base64url').slice(0, etagLength - 2)
-  return Buffer.from(`"${digest}"${link}\n${body}`)
+  const encoded = Buffer.from(`${etagPlaceholder}${link}\n${body}`)
+  const digest = hash('sha256', encoded.subarray(etagLength), 'base64url').slice(0, etagLength - 2)
+  encoded.write(`"${digest}"`, 0, 'latin1')
+  return encoded
 }
 
 /** RFC 9110 If-None-Match, with its weak comparison. */
