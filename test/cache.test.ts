@@ -24,20 +24,15 @@ async function redisCache(url: string, prefix: string): Promise<RedisCache> {
   return cache
 }
 
-/** Reads scope/variant as text; `load` answers text too. */
-async function readText(cache: ResponseCache, scope: string, load: () => Promise<string>): Promise<string | undefined> {
-  return (await cache.read(scope, '', async () => Buffer.from(await load())))?.toString()
-}
-
 /** A reader misses, loads "old", a write is acknowledged, then the reader stores what it loaded. */
 async function readerRacingAWrite(cache: ResponseCache): Promise<string | undefined> {
   let finishLoad!: (value: string) => void
-  const slowReader = readText(cache, 'user:1', () => new Promise((resolve) => (finishLoad = resolve)))
+  const slowReader = cache.read('user:1', '', () => new Promise((resolve) => (finishLoad = resolve)))
   await new Promise((resolve) => setTimeout(resolve, 20))
   await cache.invalidate(['user:1'])
   finishLoad('old')
   assert.equal(await slowReader, 'old')
-  return readText(cache, 'user:1', async () => 'new')
+  return cache.read('user:1', '', async () => 'new')
 }
 
 describe('the cache protocol', () => {
@@ -58,19 +53,19 @@ describe('the cache protocol', () => {
       }
     }],
     ['in-process', async () => new MemoryCache(60, 100), async (cache, scope) => {
-      for (let i = 0; i < 100; i++) await readText(cache, `${scope}:other-${i}`, async () => 'other')
+      for (let i = 0; i < 100; i++) await cache.read(`${scope}:other-${i}`, '', async () => 'other')
     }],
   ]
   for (const [name, open, loseGeneration] of caches) {
     it(`${name}: a lost generation never brings back a value cached before a write`, async () => {
       const cache = await open()
       try {
-        assert.equal(await readText(cache, 'user:3', async () => 'old'), 'old')
-        assert.equal(await readText(cache, 'user:3', async () => 'not loaded: a hit'), 'old')
+        assert.equal(await cache.read('user:3', '', async () => 'old'), 'old')
+        assert.equal(await cache.read('user:3', '', async () => 'not loaded: a hit'), 'old')
         await cache.invalidate(['user:3'])
-        assert.equal(await readText(cache, 'user:3', async () => 'new'), 'new')
+        assert.equal(await cache.read('user:3', '', async () => 'new'), 'new')
         await loseGeneration(cache, 'user:3')
-        assert.equal(await readText(cache, 'user:3', async () => 'newest'), 'newest')
+        assert.equal(await cache.read('user:3', '', async () => 'newest'), 'newest')
       } finally {
         await cache.close()
       }
@@ -94,10 +89,10 @@ describe('the cache protocol', () => {
           await new Promise((resolve) => setTimeout(resolve, 20))
           return 'value'
         }
-        const values = await Promise.all(Array.from({ length: 20 }, () => readText(cache, 'user:2', load)))
+        const values = await Promise.all(Array.from({ length: 20 }, () => cache.read('user:2', '', load)))
         assert.deepEqual(new Set(values), new Set(['value']))
         assert.equal(loads, 1)
-        assert.equal(await readText(cache, 'user:2', load), 'value')
+        assert.equal(await cache.read('user:2', '', load), 'value')
         assert.equal(loads, 1)
         assert.equal(cache.stats.hits, 1)
         assert.equal(cache.stats.misses, 20)

@@ -8,7 +8,7 @@ import { GenerationalCache, type CacheHealth } from './response-cache.js'
  */
 export class MemoryCache extends GenerationalCache<string> {
   readonly backend = 'memory'
-  private readonly entries: LRUCache<string, Buffer>
+  private readonly entries: LRUCache<string, string>
   private readonly generations: LRUCache<string, number>
   private clock = 0
 
@@ -29,7 +29,7 @@ export class MemoryCache extends GenerationalCache<string> {
     return key
   }
 
-  protected store(key: string, value: Buffer): void {
+  protected store(key: string, value: string): void {
     this.entries.set(key, value)
   }
 

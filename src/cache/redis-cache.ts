@@ -1,4 +1,4 @@
-import { createClient, defineScript, ErrorReply, RESP_TYPES } from 'redis'
+import { createClient, defineScript, ErrorReply } from 'redis'
 import type { Logger } from 'pino'
 import { resilientClientOptions, withDeadline } from './redis-connection.js'
 import { checkRedisConfiguration } from './redis-configuration.js'
@@ -41,7 +41,7 @@ local function refused(reply) return type(reply) == 'table' and reply.err ~= nil
  * Epoch and generation null when the cache must not be used now (epoch null alone: not yet settled);
  * refused 1 when that is because Redis is full.
  */
-type LookupReply = [epoch: Buffer | null, generation: Buffer | null, stamped: Buffer | null, refused: number]
+type LookupReply = [epoch: string | null, generation: string | null, stamped: string | null, refused: number]
 
 const lookupScript = defineScript({
   NUMBER_OF_KEYS: 0,
@@ -65,7 +65,7 @@ return { e, gen, redis.call('GET', base .. 'v:' .. variant), 0 }`,
   parseCommand(parser, prefix: string, epochTtl: number, generationTtl: number, scope: string, variant: string) {
     parser.push(prefix, String(epochTtl), String(generationTtl), scope, variant)
   },
-  transformReply: (reply: unknown) => reply,
+  transformReply: (reply: unknown) => reply as LookupReply,
 })
 
 /**
@@ -134,23 +134,19 @@ const isOutOfMemory = (error: unknown) => error instanceof ErrorReply && error.m
 /** Where a value loaded in generation `generation` is stored. */
 interface RedisSlot {
   key: string
-  generation: Buffer
+  generation: string
 }
 
-const space = 0x20
-
 /** `stamped` is "<generation> <value>": the value when the generation is `generation`. */
-function valueOf(stamped: Buffer | null, generation: Buffer): Buffer | undefined {
+function valueOf(stamped: string | null, generation: string): string | undefined {
   const length = generation.length
-  if (stamped === null || stamped.length <= length || stamped[length] !== space) return undefined
-  return stamped.compare(generation, 0, length, 0, length) === 0 ? stamped.subarray(length + 1) : undefined
+  if (stamped === null || stamped.charCodeAt(length) !== 0x20 || !stamped.startsWith(generation)) return undefined
+  return stamped.slice(length + 1)
 }
 
 export class RedisCache extends GenerationalCache<RedisSlot> {
   readonly backend = 'redis'
   private readonly client
-  /** The same connection, answering strings as Buffers: values go to the socket as they come. */
-  private readonly bytes
   /** The last epoch a lookup found settled: reads under it need no script. */
   private settledEpoch: string | undefined
   private suspended = false
@@ -171,7 +167,6 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
       ...resilientClientOptions(options.url, options.timeoutMs),
       scripts: { lookup: lookupScript, invalidate: invalidateScript, newEpoch: newEpochScript },
     })
-    this.bytes = this.client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
     this.client.on('error', (error: Error) => this.report(error))
     this.client.on('ready', () => {
       void this.recover()
@@ -245,15 +240,15 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
       const epoch = this.settledEpoch
       if (epoch !== undefined) {
         const base = `${prefix}${epoch}:${scope}:`
-        const [current, generation, stamped] = (await this.command(() =>
-          this.bytes.mGet([`${prefix}epoch`, `${base}gen`, `${base}v:${variant}`]),
-        )) as unknown as (Buffer | null)[]
-        if (generation && current?.toString('latin1') === epoch) return this.found(base, variant, generation, stamped!)
+        const [current, generation, stamped] = await this.command(() =>
+          this.client.mGet([`${prefix}epoch`, `${base}gen`, `${base}v:${variant}`]),
+        )
+        if (generation && current === epoch) return this.found(base, variant, generation, stamped!)
       }
       const [current, generation, stamped, refused] = (await this.command(() =>
-        this.bytes.lookup(prefix, epochTtlSeconds, this.generationTtl, scope, variant),
-      )) as unknown as LookupReply
-      if (current) this.settledEpoch = current.toString('latin1')
+        this.client.lookup(prefix, epochTtlSeconds, this.generationTtl, scope, variant),
+      )) as LookupReply
+      if (current) this.settledEpoch = current
       if (!generation) {
         if (refused) this.full()
         return undefined
@@ -265,18 +260,17 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
     }
   }
 
-  private found(base: string, variant: string, generation: Buffer, stamped: Buffer | null): Lookup<RedisSlot> {
+  private found(base: string, variant: string, generation: string, stamped: string | null): Lookup<RedisSlot> {
     return { slot: { key: `${base}v:${variant}`, generation }, value: valueOf(stamped, generation), readAt: Date.now() }
   }
 
   protected slotId({ key, generation }: RedisSlot): string {
-    return `${key} ${generation.toString('latin1')}`
+    return `${key} ${generation}`
   }
 
-  protected store({ key, generation }: RedisSlot, value: Buffer): void {
+  protected store({ key, generation }: RedisSlot, value: string): void {
     const expiration = { type: 'EX', value: this.options.ttlSeconds } as const
-    const stamped = Buffer.concat([generation, Buffer.of(space), value])
-    this.command(() => this.client.set(key, stamped, { expiration })).catch((error) =>
+    this.command(() => this.client.set(key, `${generation} ${value}`, { expiration })).catch((error) =>
       isOutOfMemory(error) ? this.full() : this.failed(error),
     )
   }

@@ -8,7 +8,7 @@ export interface CacheStats {
 export type CacheHealth = 'ok' | 'degraded' | 'off'
 
 /**
- * A read-through cache of serialized responses (bytes as they go on the wire) that never returns data older than a completed
+ * A read-through cache of serialized responses that never returns data older than a completed
  * `invalidate`. Entries live under a generation per scope (and, in Redis, an epoch): invalidating
  * a scope moves it to a new generation, so a reader that loaded old data before the write can only
  * store it under a generation nobody reads any more.
@@ -20,7 +20,7 @@ export interface ResponseCache {
    * The cached value of `scope`/`variant`, else `load()`'s result, stored unless undefined.
    * Never throws for cache failures: it falls back to `load()`.
    */
-  read(scope: string, variant: string, load: () => Promise<Buffer | undefined>): Promise<Buffer | undefined>
+  read(scope: string, variant: string, load: () => Promise<string | undefined>): Promise<string | undefined>
   /** Called after a committed change and before it is acknowledged. Never throws. */
   invalidate(scopes: string[]): Promise<void>
   health(): CacheHealth
@@ -35,7 +35,7 @@ export const generationSlackSeconds = 60
 export interface Lookup<Slot> {
   /** Where a value loaded now is stored, in the generation it was read in. */
   slot: Slot
-  value: Buffer | undefined
+  value: string | undefined
   readAt: number
 }
 
@@ -43,18 +43,18 @@ export interface Lookup<Slot> {
 export abstract class GenerationalCache<Slot> implements ResponseCache {
   abstract readonly backend: 'redis' | 'memory'
   readonly stats: CacheStats = { hits: 0, misses: 0, errors: 0 }
-  private readonly loading = new Map<string, Promise<Buffer | undefined>>()
+  private readonly loading = new Map<string, Promise<string | undefined>>()
 
   /** Scope/variant in its current generation, and its value; undefined when the cache cannot be trusted now. */
   protected abstract lookup(scope: string, variant: string): Promise<Lookup<Slot> | undefined>
-  protected abstract store(slot: Slot, value: Buffer): void
+  protected abstract store(slot: Slot, value: string): void
   /** Names a slot (scope/variant in one generation): concurrent misses of one slot make one load. */
   protected abstract slotId(slot: Slot): string
   abstract invalidate(scopes: string[]): Promise<void>
   abstract health(): CacheHealth
   abstract close(): Promise<void>
 
-  async read(scope: string, variant: string, load: () => Promise<Buffer | undefined>): Promise<Buffer | undefined> {
+  async read(scope: string, variant: string, load: () => Promise<string | undefined>): Promise<string | undefined> {
     const found = await this.lookup(scope, variant)
     if (!found) return load()
     if (found.value !== undefined) {
@@ -76,7 +76,7 @@ export abstract class GenerationalCache<Slot> implements ResponseCache {
 export class NoCache implements ResponseCache {
   readonly backend = 'off'
   readonly stats: CacheStats = { hits: 0, misses: 0, errors: 0 }
-  read(_scope: string, _variant: string, load: () => Promise<Buffer | undefined>) {
+  read(_scope: string, _variant: string, load: () => Promise<string | undefined>) {
     return load()
   }
   async invalidate() {}

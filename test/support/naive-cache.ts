@@ -1,4 +1,4 @@
-import { createClient, RESP_TYPES } from 'redis'
+import { createClient } from 'redis'
 import type { CacheHealth, CacheStats, ResponseCache } from '../../src/cache/response-cache.js'
 
 /**
@@ -10,14 +10,12 @@ export class NaiveRedisCache implements ResponseCache {
   readonly backend = 'redis'
   readonly stats: CacheStats = { hits: 0, misses: 0, errors: 0 }
   private readonly client
-  private readonly bytes
 
   constructor(
     url: string,
     private readonly prefix: string,
   ) {
     this.client = createClient({ url })
-    this.bytes = this.client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
     this.client.on('error', () => {})
   }
 
@@ -26,9 +24,9 @@ export class NaiveRedisCache implements ResponseCache {
     return this
   }
 
-  async read(scope: string, variant: string, load: () => Promise<Buffer | undefined>) {
+  async read(scope: string, variant: string, load: () => Promise<string | undefined>) {
     const key = `${this.prefix}${scope}:${variant}`
-    const cached = await this.bytes.get(key)
+    const cached = await this.client.get(key)
     if (cached !== null) {
       this.stats.hits++
       return cached
