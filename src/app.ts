@@ -56,10 +56,6 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
 
   closeConnectionsGracefully(app, http.shutdownDelayMs)
   answerBeforeUnreadBody(app, http.requestTimeoutMs)
-  app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id)
-    done()
-  })
   app.addHook('onClose', async () => {
     await cache.close()
     await database.close()

@@ -25,11 +25,62 @@ export class RedisTimeoutError extends Error {
   override name = 'RedisTimeoutError'
 }
 
+interface Deadline {
+  at: number
+  /** Removed once the command has answered. */
+  reject?: (error: Error) => void
+}
+
+/**
+ * The commands waiting for an answer under one timeout, oldest first, so deadlines come in order:
+ * one timer, armed for the oldest command still waiting, serves all of them, instead of a timer, a
+ * race and a `finally` per command. The timer never holds the process open.
+ */
+class DeadlineQueue {
+  private readonly waiting: Deadline[] = []
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(private readonly timeoutMs: number) {}
+
+  add(reject: (error: Error) => void): Deadline {
+    const deadline: Deadline = { at: performance.now() + this.timeoutMs, reject }
+    this.waiting.push(deadline)
+    this.timer ??= setTimeout(this.expire, this.timeoutMs).unref()
+    return deadline
+  }
+
+  private readonly expire = () => {
+    const now = performance.now()
+    let ended = 0
+    for (const deadline of this.waiting) {
+      if (deadline.reject && deadline.at > now) break
+      ended++
+      deadline.reject?.(new RedisTimeoutError(`no answer within ${this.timeoutMs} ms`))
+    }
+    this.waiting.splice(0, ended)
+    const oldest = this.waiting[0]
+    this.timer = oldest && setTimeout(this.expire, Math.ceil(oldest.at - now)).unref()
+  }
+}
+
+const deadlineQueues = new Map<number, DeadlineQueue>()
+
 /** node-redis's own command timeout does not end a command already written to a stalled server. */
 export function withDeadline<T>(work: () => Promise<T>, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RedisTimeoutError(`no answer within ${timeoutMs} ms`)), timeoutMs)
+  let queue = deadlineQueues.get(timeoutMs)
+  if (!queue) deadlineQueues.set(timeoutMs, (queue = new DeadlineQueue(timeoutMs)))
+  const deadlines = queue
+  return new Promise<T>((resolve, reject) => {
+    const deadline = deadlines.add(reject)
+    work().then(
+      (value) => {
+        deadline.reject = undefined
+        resolve(value)
+      },
+      (error: unknown) => {
+        deadline.reject = undefined
+        reject(error)
+      },
+    )
   })
-  return Promise.race([work(), late]).finally(() => clearTimeout(timer))
 }

@@ -26,7 +26,14 @@ const quietMs = 1000
 interface Connection {
   requestsInProgress: number
   lastActiveAt: number
+  /** The response of the latest request, while in progress. */
+  response?: ServerResponse
   endTimer?: NodeJS.Timeout
+}
+
+/** Node then answers with `Connection: close` and ends the connection once the answer is written. */
+function closeAfter(response: ServerResponse): void {
+  if (!response.headersSent) response.shouldKeepAlive = false
 }
 
 /**
@@ -65,9 +72,12 @@ export function closeConnectionsGracefully(app: FastifyInstance, shutdownDelayMs
     const connection = connections.get(socket)
     if (!connection) return
     connection.requestsInProgress++
+    connection.response = response
     clearTimeout(connection.endTimer)
+    if (closing) closeAfter(response)
     response.once('close', () => {
       connection.requestsInProgress--
+      if (connection.response === response) connection.response = undefined
       connection.lastActiveAt = Date.now()
       if (closing) endWhenQuiet(socket, connection)
     })
@@ -75,11 +85,11 @@ export function closeConnectionsGracefully(app: FastifyInstance, shutdownDelayMs
   // server.close() calls it to destroy idle connections at once; they are ended when quiet instead.
   app.server.closeIdleConnections = () => {
     closing = true
-    for (const [socket, connection] of connections) endWhenQuiet(socket, connection)
+    for (const [socket, connection] of connections) {
+      if (connection.response) closeAfter(connection.response)
+      endWhenQuiet(socket, connection)
+    }
   }
-  app.addHook('onSend', async (_request, reply) => {
-    if (closing) reply.header('connection', 'close')
-  })
 
   app.decorate('shuttingDown', {
     getter: () => shuttingDown,

@@ -27,19 +27,24 @@ function requireToken(app: FastifyInstance, token: string, readsToo: boolean): v
     writeMethods.has(request.method) ||
     (readsToo && request.method !== 'OPTIONS' && !isHealthCheck(request) && !isWebPageRequest(request))
 
-  app.addHook('onRequest', async (request) => {
-    if (!needsToken(request)) return
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (!needsToken(request)) return done()
     const presented = /^bearer +(\S+) *$/i.exec(request.headers.authorization ?? '')?.[1]
     if (presented === undefined) {
-      throw new HttpProblem(401, 'This request needs an `Authorization: Bearer <token>` header.', '/problems/unauthorized', {
-        'www-authenticate': realm,
-      })
+      return done(
+        new HttpProblem(401, 'This request needs an `Authorization: Bearer <token>` header.', '/problems/unauthorized', {
+          'www-authenticate': realm,
+        }),
+      )
     }
     if (!timingSafeEqual(sha256(presented), expected)) {
-      throw new HttpProblem(401, 'The bearer token is not valid.', '/problems/unauthorized', {
-        'www-authenticate': `${realm}, error="invalid_token"`,
-      })
+      return done(
+        new HttpProblem(401, 'The bearer token is not valid.', '/problems/unauthorized', {
+          'www-authenticate': `${realm}, error="invalid_token"`,
+        }),
+      )
     }
+    done()
   })
 }
 
@@ -58,14 +63,16 @@ function helmetHeaders(options: HelmetOptions): Record<string, string> {
   return Object.fromEntries(headers)
 }
 
-/** Security headers, CORS, per-client rate limits and the API token: every request passes here first. */
+/** The request id and security headers, CORS, per-client rate limits and the API token: every request passes here first. */
 export async function registerSecurity(app: FastifyInstance, settings: Settings): Promise<void> {
   const { apiToken, apiTokenReads, rateLimit: limit, corsOrigins } = settings.security
 
   // The service is reached over plain HTTP (behind a TLS proxy or not): upgrading would break /docs.
   const securityHeaders = Object.entries(helmetHeaders({ contentSecurityPolicy: { directives: { 'upgrade-insecure-requests': null } } }))
-  // One synchronous hook, not an async one per concern: every request runs it.
+  // One synchronous hook, not one per concern: every request runs it. It also gives the request id
+  // back, so that no other hook is needed for it.
   app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id)
     for (const [name, value] of securityHeaders) reply.header(name, value)
     // HTTP/1.1 requests must say which host they are for (RFC 9112, section 3.2). Node checks this
     // itself when `requireHostHeader` is on, but answers with an empty body; the app is built with it off.

@@ -9,9 +9,9 @@ import type { FastifyInstance } from 'fastify'
  * has closed its side, or `timeoutMs` has passed.
  */
 export function answerBeforeUnreadBody(app: FastifyInstance, timeoutMs: number): void {
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     const { raw } = request
-    if (raw.complete) return
+    if (raw.complete) return done(null, payload)
     const socket = raw.socket
     reply.header('connection', 'close')
     // Node calls it once a `Connection: close` answer is written; this socket serves no other request.
@@ -32,5 +32,6 @@ export function answerBeforeUnreadBody(app: FastifyInstance, timeoutMs: number):
       raw.resume()
       socket.end()
     }
+    done(null, payload)
   })
 }

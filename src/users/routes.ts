@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { Type } from 'typebox'
 import type { ResponseCache } from '../cache/response-cache.js'
 import { encodeResponse, sendEncodedResponse } from '../http/cached-response.js'
@@ -19,16 +19,18 @@ const decimalId = /^[0-9]{1,10}$/
  * Ids are written in decimal digits only (the validator would also read `1e3` or `0x10` as numbers).
  * Names and emails are compared and stored trimmed, emails lower-cased.
  */
-async function normalizeUserRequest(request: FastifyRequest): Promise<void> {
+function normalizeUserRequest(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
   const { id } = request.params as { id?: string }
   if (id !== undefined && !decimalId.test(id)) {
-    throw validationProblem([{ in: 'params', pointer: '/id', detail: wholeNumberRule(UserId) }])
+    return done(validationProblem([{ in: 'params', pointer: '/id', detail: wholeNumberRule(UserId) }]))
   }
   const body = request.body
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return
-  const fields = body as Record<string, unknown>
-  if (typeof fields.name === 'string') fields.name = fields.name.trim()
-  if (typeof fields.email === 'string') fields.email = fields.email.trim().toLowerCase()
+  if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
+    const fields = body as Record<string, unknown>
+    if (typeof fields.name === 'string') fields.name = fields.name.trim()
+    if (typeof fields.email === 'string') fields.email = fields.email.trim().toLowerCase()
+  }
+  done()
 }
 
 function pageQuery(query: ListQuery, after: number): URLSearchParams {
