@@ -33,11 +33,14 @@ function normalizeUserRequest(request: FastifyRequest, _reply: FastifyReply, don
   done()
 }
 
-function pageQuery(query: ListQuery, after: number): URLSearchParams {
-  const params = new URLSearchParams({ limit: String(query.limit), after: String(after) })
-  if (query.email !== undefined) params.set('email', query.email)
-  if (query.q !== undefined) params.set('q', query.q)
-  return params
+/** The query string of a page: the cache's variant and the next page's link. URLSearchParams only for the text filters. */
+function pageQuery(query: ListQuery, after: number): string {
+  const page = `limit=${query.limit}&after=${after}`
+  if (query.email === undefined && query.q === undefined) return page
+  const filters = new URLSearchParams()
+  if (query.email !== undefined) filters.set('email', query.email)
+  if (query.q !== undefined) filters.set('q', query.q)
+  return `${page}&${filters}`
 }
 
 /** Cache scopes: every change moves the list pages and the changed user to new generations. */
@@ -91,7 +94,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         email: request.query.email?.trim().toLowerCase(),
         q: request.query.q?.trim() || undefined,
       }
-      const encoded = await cache.read(listScope, pageQuery(query, query.after ?? 0).toString(), async () => {
+      const encoded = await cache.read(listScope, pageQuery(query, query.after ?? 0), async () => {
         const page = await repository.list(query)
         const last = page.users.at(-1)
         const link = page.hasMore && last ? `</users?${pageQuery(query, last.id)}>; rel="next"` : ''
