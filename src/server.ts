@@ -37,6 +37,8 @@ if (settings.workers > 1 && cluster.isPrimary) {
     if (err) logger.error({ err }, 'shutting down after an unexpected error')
     else logger.info({ signal, shutdownDelayMs }, 'shutting down')
     await app.shutDown(cluster.isWorker ? everyWorkerStoppedAccepting : undefined)
+    // close-with-grace exits next: a log write still on its way would be cut off, or overtaken by pino's exit flush.
+    await new Promise<void>((resolve) => logger.flush(() => resolve()))
   })
 
   await app.listen({ host: settings.host, port: settings.port })

@@ -419,6 +419,11 @@ describe('the built server', () => {
         assert.ok(load.answers.some((answer) => answer.connectionClose), 'answers after SIGTERM end their connection')
         const stored = await storedEmails(database.url)
         for (const email of load.created) assert.ok(stored.has(email), `${email} got 201 but is not stored`)
+        const loggedAnswers = server
+          .output()
+          .split('\n')
+          .filter((line) => line.includes('"request completed"') && /"url":"\/users(\?limit=5)?"/.test(line)).length
+        assert.equal(loggedAnswers, load.answers.length + (duringDelay ? 1 : 0), 'every answer has its access-log line, the last ones too')
         if (duringDelay) {
           const { ready, created } = await duringDelay
           assert.deepEqual(ready, [503, 503, 503, 503], 'every worker is unready from SIGTERM on')
