@@ -1,10 +1,22 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
 import { totalmem } from 'node:os'
 import { describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { containerMemoryLimit, nodeOptions, semiSpaceMb, workerHeapFlags } from '../src/config/heap.js'
+import { createTestDatabase } from './support/postgres.js'
+import { startServerProcess } from './support/process.js'
+import { sharedRedis } from './support/redis.js'
 
 const mb = 2 ** 20
+
+/** The command lines of the processes `pid` started (Linux /proc). */
+function childCommandLines(pid: number): string[][] {
+  const path = `/proc/${pid}/task/${pid}/children`
+  const children = existsSync(path) ? readFileSync(path, 'utf8').split(' ').filter(Boolean) : []
+  return children.map((child) => readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0').filter(Boolean))
+}
 const semiSpace = `--max-semi-space-size=${semiSpaceMb}`
 
 /** The heap limit in MB, and the largest the young generation grew to, of a Node process started with `flags`. */
@@ -61,5 +73,34 @@ describe('heap sizing', () => {
   it('reads the limit of the cgroup this test runs in, as libuv does', () => {
     const limit = containerMemoryLimit()
     assert.ok(limit === undefined || (limit > 0 && limit < totalmem()), String(limit))
+  })
+
+  it('reach each worker of the built server, unless NODE_OPTIONS sets them', async () => {
+    const database = await createTestDatabase()
+    const redis = await sharedRedis()
+    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CACHE_PREFIX: redis.prefix, WEB_CONCURRENCY: '2' }
+    const workersOf = async (extra: NodeJS.ProcessEnv) => {
+      const server = await startServerProcess({ ...env, ...extra })
+      try {
+        let workers = childCommandLines(server.child.pid!)
+        for (let waited = 0; workers.length < 2; waited += 100) {
+          assert.ok(waited < 10_000, `the workers did not start:\n${server.output()}`)
+          await sleep(100)
+          workers = childCommandLines(server.child.pid!)
+        }
+        return workers
+      } finally {
+        await server.stop()
+      }
+    }
+    try {
+      const expected = workerHeapFlags(containerMemoryLimit(), 2, [])
+      for (const worker of await workersOf({})) assert.deepEqual(worker.slice(1, -1), expected)
+      for (const worker of await workersOf({ NODE_OPTIONS: '--max-semi-space-size=8 --max-old-space-size=300' })) {
+        assert.deepEqual(worker.slice(1, -1), [])
+      }
+    } finally {
+      await database.drop()
+    }
   })
 })
