@@ -100,6 +100,32 @@ async function residentMb(pid: number): Promise<number> {
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
 }
 
+/** The V8 heap in MB, as GET /metrics reports it: committed (total) and live (used) of every space, and the young generation's share. */
+async function heapMb(url: string): Promise<{ total: number; used: number; young: number } | undefined> {
+  if (scenario!.ceiling) return undefined
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20
+  const young = ['new', 'new_large_object'].map((space) =>
+    Number(new RegExp(`^nodejs_heap_space_size_total_bytes\\{space="${space}"\\} (\\S+)`, 'm').exec(text)?.[1] ?? 0),
+  )
+  return { total: gauge('nodejs_heap_size_total_bytes'), used: gauge('nodejs_heap_size_used_bytes'), young: (young[0]! + young[1]!) / 2 ** 20 }
+}
+
+type GcKind = 'minor' | 'major' | 'incremental'
+
+/** Garbage collections so far by kind, their number and seconds (GET /metrics); undefined for a ceiling. */
+async function garbageCollections(url: string): Promise<Record<GcKind, { count: number; seconds: number }> | undefined> {
+  if (scenario!.ceiling) return undefined
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const read = (kind: GcKind, part: 'count' | 'sum') =>
+    Number(new RegExp(`^nodejs_gc_duration_seconds_${part}\\{kind="${kind}"\\} (\\S+)`, 'm').exec(text)?.[1] ?? 0)
+  const kinds: GcKind[] = ['minor', 'major', 'incremental']
+  return Object.fromEntries(kinds.map((kind) => [kind, { count: read(kind, 'count'), seconds: read(kind, 'sum') }])) as Record<
+    GcKind,
+    { count: number; seconds: number }
+  >
+}
+
 /** The API's cache lookups by result so far (GET /metrics); undefined for a ceiling. */
 async function cacheLookups(url: string): Promise<Record<'hit' | 'miss' | 'error', number> | undefined> {
   if (scenario!.ceiling) return undefined
@@ -228,6 +254,7 @@ try {
   const before = await cpuMs(pid)
   const callsBefore = await syscalls(pid)
   const lookupsBefore = await cacheLookups(api.url)
+  const collectionsBefore = await garbageCollections(api.url)
   const measuredFromMicros = Number(process.hrtime.bigint() / 1000n)
   const startedAt = performance.now()
   await send(api.url, scenario.traffic, requests)
@@ -235,7 +262,9 @@ try {
   const cpu = (await cpuMs(pid)) - before
   const calls = await syscalls(pid)
   const lookups = await cacheLookups(api.url)
+  const collections = await garbageCollections(api.url)
   const rss = await residentMb(pid)
+  const heap = await heapMb(api.url)
   await api.stop()
   api = undefined
   console.log(`## ${options.scenario}: ${requests.toLocaleString('en-US')} requests, ${options.connections} connections\n`)
@@ -244,7 +273,15 @@ try {
   console.log(`- system calls per request: ${perRequest(calls.reads - callsBefore.reads)} reads, ${perRequest(calls.writes - callsBefore.writes)} writes`)
   if (lookups) console.log(`- cache: ${lookups.hit - lookupsBefore!.hit} hits, ${lookups.miss - lookupsBefore!.miss} misses, ${lookups.error - lookupsBefore!.error} errors`)
   console.log(`- wall clock: ${(requests / seconds).toFixed(0)} requests/s (noisy on a shared machine)`)
+  if (collections) {
+    const gc = (Object.keys(collections) as GcKind[]).map((kind) => {
+      const count = collections[kind].count - collectionsBefore![kind].count
+      return `${count} ${kind} (${(1000 * (collections[kind].seconds - collectionsBefore![kind].seconds)).toFixed(0)} ms)`
+    })
+    console.log(`- garbage collections: ${gc.join(', ')}`)
+  }
   console.log(`- RSS after: ${rss.toFixed(0)} MB`)
+  if (heap) console.log(`- V8 heap after: ${heap.total.toFixed(0)} MB committed (young generation ${heap.young.toFixed(0)} MB), ${heap.used.toFixed(0)} MB in use`)
   if (options['cpu-prof']) {
     const [file] = (await readdir(profileDir)).filter((name) => name.endsWith('.cpuprofile'))
     if (!file) throw new Error('the API wrote no CPU profile')

@@ -29,8 +29,11 @@ const { values: options } = parseArgs({
     out: { type: 'string', default: join(projectRoot, 'bench/results') },
     'skip-deep': { type: 'boolean', default: false },
     smoke: { type: 'boolean', default: false },
+    /** KEY=VALUE settings for every API process on top of the defaults, e.g. `--env NODE_OPTIONS=--max-old-space-size=256`. */
+    env: { type: 'string', multiple: true, default: [] },
   },
 })
+const extraEnv = Object.fromEntries(options.env.map((setting) => setting.split(/=(.*)/s).slice(0, 2)))
 const smoke = options.smoke
 const users = smoke ? 1000 : Number(options.users)
 const deepUsers = Number(options['deep-users'])
@@ -120,7 +123,7 @@ async function residentMb(pid: number): Promise<number> {
 
 /** `settle`: wait until the cache serves hits, which needs a user 1 in the table. */
 async function startApi(env: NodeJS.ProcessEnv, settle = env.CACHE_ENABLED !== 'false'): Promise<ServerProcess> {
-  const server = await startServerProcess({ RATE_LIMIT_MAX: '0', API_WRITES_OPEN: 'true', LOG_LEVEL: logLevel, ...env })
+  const server = await startServerProcess({ RATE_LIMIT_MAX: '0', API_WRITES_OPEN: 'true', LOG_LEVEL: logLevel, ...extraEnv, ...env })
   servers.add(server)
   if (settle) await cacheSettled(server.url)
   return server
@@ -337,6 +340,7 @@ async function main(): Promise<string> {
     `Load: autocannon in its own process, ${connections} connections, ${warmupSeconds} s warm-up then ${durationSeconds} s per scenario. ` +
       `${format(users)} users. API: \`node dist/server.js\`, NODE_ENV=production, LOG_LEVEL=${logLevel}, RATE_LIMIT_MAX=0 unless said, ` +
       `one process unless said; "uncached" is CACHE_ENABLED=false. Errors count non-2xx answers, socket errors and time-outs.` +
+      (options.env.length > 0 ? ` Added to the API's environment: \`${options.env.join(' ')}\`.` : '') +
       (smoke ? ' SMOKE RUN: numbers mean nothing.' : ''),
     '',
     table(),

@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster'
 import type { Logger } from 'pino'
+import { containerMemoryLimit, nodeOptions, workerHeapFlags } from './config/heap.js'
 import type { Settings } from './config/settings.js'
 import { exitOnStartupFailure, openMigratedDatabase } from './database/startup.js'
 import { serveClusterMetrics } from './telemetry/metrics.js'
@@ -89,6 +90,9 @@ export async function superviseWorkers(settings: Settings, logger: Logger): Prom
   process.on('SIGTERM', (signal) => stop({ signal }, 0))
   process.on('SIGINT', (signal) => stop({ signal }, 0))
 
+  // Each worker's V8 would otherwise size its heap from the whole container, as if it were alone in it.
+  const heapFlags = workerHeapFlags(containerMemoryLimit(), settings.workers, [...process.execArgv, ...nodeOptions()])
+  cluster.setupPrimary({ execArgv: [...process.execArgv, ...heapFlags] })
   for (let i = 0; i < settings.workers; i++) cluster.fork()
-  logger.info({ workers: settings.workers }, 'started workers')
+  logger.info({ workers: settings.workers, heapFlags }, 'started workers')
 }
