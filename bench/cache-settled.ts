@@ -1,21 +1,24 @@
 /**
- * A Redis cache whose epoch is new serves nothing for its first seconds (src/cache/redis-cache.ts,
- * "settling"): a cached scenario filled then would measure misses. Waits until a read is a hit,
- * as the API's own counter (GET /metrics, cache_lookups_total) says.
+ * The API's cache as its own counters (GET /metrics, cache_lookups_total) report it. A Redis cache
+ * whose epoch is new serves nothing for its first seconds (src/cache/redis-cache.ts, "settling"):
+ * a cached scenario filled then would measure misses.
  */
-const hitsLine = /^cache_lookups_total\{result="hit"\} (\d+)/m
+export type CacheLookups = Record<'hit' | 'miss' | 'error', number>
 
-async function hits(url: string): Promise<number> {
-  return Number(hitsLine.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0)
+export async function cacheLookups(url: string): Promise<CacheLookups> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const count = (result: string) => Number(new RegExp(`^cache_lookups_total\\{result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0)
+  return { hit: count('hit'), miss: count('miss'), error: count('error') }
 }
 
+/** Waits until a read is a hit. */
 export async function cacheSettled(url: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  const before = await hits(url)
+  const before = (await cacheLookups(url)).hit
   for (;;) {
     await (await fetch(`${url}/users/1`)).arrayBuffer()
     await (await fetch(`${url}/users/1`)).arrayBuffer()
-    if ((await hits(url)) > before) return
+    if ((await cacheLookups(url)).hit > before) return
     if (Date.now() > deadline) throw new Error(`the API's cache served no hit within ${timeoutMs} ms`)
     await new Promise((resolve) => setTimeout(resolve, 200))
   }

@@ -16,7 +16,7 @@ import { createClient } from 'redis'
 import { createTestDatabase } from '../test/support/postgres.js'
 import { freePort, projectRoot, type ServerProcess } from '../test/support/process.js'
 import { sharedRedis } from '../test/support/redis.js'
-import { cacheSettled } from './cache-settled.js'
+import { cacheLookups, cacheSettled, type CacheLookups } from './cache-settled.js'
 import type { LoadSpec, Traffic } from './load.js'
 
 const { values: options } = parseArgs({
@@ -126,13 +126,8 @@ async function garbageCollections(url: string): Promise<Record<GcKind, { count: 
   >
 }
 
-/** The API's cache lookups by result so far (GET /metrics); undefined for a ceiling. */
-async function cacheLookups(url: string): Promise<Record<'hit' | 'miss' | 'error', number> | undefined> {
-  if (scenario!.ceiling) return undefined
-  const text = await (await fetch(`${url}/metrics`)).text()
-  const count = (result: string) => Number(new RegExp(`^cache_lookups_total\\{result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0)
-  return { hit: count('hit'), miss: count('miss'), error: count('error') }
-}
+/** The API's cache lookups by result so far; undefined for a ceiling. */
+const lookupsOf = (url: string): Promise<CacheLookups | undefined> => (scenario!.ceiling ? Promise.resolve(undefined) : cacheLookups(url))
 
 interface ProfileNode {
   id: number
@@ -253,7 +248,7 @@ try {
   const pid = api.child.pid!
   const before = await cpuMs(pid)
   const callsBefore = await syscalls(pid)
-  const lookupsBefore = await cacheLookups(api.url)
+  const lookupsBefore = await lookupsOf(api.url)
   const collectionsBefore = await garbageCollections(api.url)
   const measuredFromMicros = Number(process.hrtime.bigint() / 1000n)
   const startedAt = performance.now()
@@ -261,7 +256,7 @@ try {
   const seconds = (performance.now() - startedAt) / 1000
   const cpu = (await cpuMs(pid)) - before
   const calls = await syscalls(pid)
-  const lookups = await cacheLookups(api.url)
+  const lookups = await lookupsOf(api.url)
   const collections = await garbageCollections(api.url)
   const rss = await residentMb(pid)
   const heap = await heapMb(api.url)

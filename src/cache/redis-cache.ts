@@ -124,13 +124,6 @@ const fullReportIntervalMs = 60_000
 
 const isOutOfMemory = (error: unknown) => error instanceof ErrorReply && error.message.startsWith('OOM')
 
-/**
- * The shared backend. Redis being down, restarting or slow never fails a request: reads go to the
- * database, writes are acknowledged. After any failed or late command the instance stops reading
- * from Redis until a probe answers in time. An invalidation that failed leaves it `dirty`: the probe
- * then moves every instance to a new epoch, so nothing cached before that write can be served.
- * Redis being full is not a failure: what it refuses to store is read from the database.
- */
 /** Where a value loaded in generation `generation` is stored. */
 interface RedisSlot {
   key: string
@@ -144,6 +137,13 @@ function valueOf(stamped: string | null, generation: string): string | undefined
   return stamped.slice(length + 1)
 }
 
+/**
+ * The shared backend. Redis being down, restarting or slow never fails a request: reads go to the
+ * database, writes are acknowledged. After any failed or late command the instance stops reading
+ * from Redis until a probe answers in time. An invalidation that failed leaves it `dirty`: the probe
+ * then moves every instance to a new epoch, so nothing cached before that write can be served.
+ * Redis being full is not a failure: what it refuses to store is read from the database.
+ */
 export class RedisCache extends GenerationalCache<RedisSlot> {
   readonly backend = 'redis'
   private readonly client
@@ -239,7 +239,7 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
       const { prefix } = this.options
       const epoch = this.settledEpoch
       if (epoch !== undefined) {
-        const base = `${prefix}${epoch}:${scope}:`
+        const base = this.scopeKeys(epoch, scope)
         const [current, generation, stamped] = await this.command(() =>
           this.client.mGet([`${prefix}epoch`, `${base}gen`, `${base}v:${variant}`]),
         )
@@ -253,11 +253,16 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
         if (refused) this.full()
         return undefined
       }
-      return this.found(`${prefix}${this.settledEpoch}:${scope}:`, variant, generation, stamped)
+      return this.found(this.scopeKeys(current!, scope), variant, generation, stamped)
     } catch (error) {
       this.failed(error)
       return undefined
     }
+  }
+
+  /** What the keys of `scope` under `epoch` begin with. */
+  private scopeKeys(epoch: string, scope: string): string {
+    return `${this.options.prefix}${epoch}:${scope}:`
   }
 
   private found(base: string, variant: string, generation: string, stamped: string | null): Lookup<RedisSlot> {
