@@ -4,10 +4,11 @@
  * with BENCH_DATABASE_URL, BENCH_REDIS_URL and BENCH_REDIS_KEY; prints `ready` once it listens.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import Fastify from 'fastify'
 import pg from 'pg'
 import { createClient } from 'redis'
 
-type CeilingKind = 'http' | 'redis-get' | 'pg-select' | 'pg-insert' | 'pg-update'
+type CeilingKind = 'http' | 'redis-get' | 'fastify-redis-get' | 'pg-select' | 'pg-insert' | 'pg-update'
 
 /** One user as the API answers it. */
 const sampleUser = {
@@ -39,7 +40,7 @@ async function handlerFor(kind: CeilingKind): Promise<Handler> {
     const body = JSON.stringify(sampleUser)
     return async () => body
   }
-  if (kind === 'redis-get') {
+  if (kind === 'redis-get' || kind === 'fastify-redis-get') {
     // Without node-redis's default per-command timeout, as the API runs it (src/cache/redis-connection.ts).
     const client = createClient({ url: process.env.BENCH_REDIS_URL, commandOptions: { timeout: 0 } })
     await client.connect()
@@ -67,14 +68,32 @@ async function handlerFor(kind: CeilingKind): Promise<Handler> {
 
 const [kind, port] = process.argv.slice(2) as [CeilingKind, string]
 const handle = await handlerFor(kind)
-const server = createServer((request: IncomingMessage, response: ServerResponse) => {
-  readBody(request)
-    .then((body) => handle(request, body))
-    .then(
-      (payload) => response.writeHead(200, { 'content-type': 'application/json' }).end(payload),
-      () => response.writeHead(500).end(),
-    )
-})
-server.listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\n'))
+
+/** The same Redis GET behind bare Fastify (no hooks, no logger): what the framework itself costs. */
+async function listenFastify(): Promise<() => Promise<unknown>> {
+  const app = Fastify()
+  const reply = async (request: { raw: IncomingMessage }) => handle(request.raw, '')
+  for (const url of ['/', '/users', '/users/:id']) {
+    app.get(url, (request, response) => reply(request).then((payload) => response.type('application/json').send(payload)))
+  }
+  await app.listen({ port: Number(port), host: '127.0.0.1' })
+  return () => app.close()
+}
+
+async function listenNodeHttp(): Promise<() => Promise<unknown>> {
+  const server = createServer((request: IncomingMessage, response: ServerResponse) => {
+    readBody(request)
+      .then((body) => handle(request, body))
+      .then(
+        (payload) => response.writeHead(200, { 'content-type': 'application/json' }).end(payload),
+        () => response.writeHead(500).end(),
+      )
+  })
+  await new Promise<void>((resolve) => server.listen(Number(port), '127.0.0.1', resolve))
+  return () => new Promise((resolve) => server.close(resolve))
+}
+
+const close = await (kind === 'fastify-redis-get' ? listenFastify() : listenNodeHttp())
+process.stdout.write('ready\n')
 // Exits normally on SIGTERM, so that `node --cpu-prof` writes its profile (bench/profile.ts).
-process.on('SIGTERM', () => server.close(() => process.exit(0)))
+process.on('SIGTERM', () => void close().then(() => process.exit(0)))

@@ -40,7 +40,7 @@ const requests = Number(options.requests)
 
 interface Scenario {
   /** Instead of the API: a ceiling of bench/ceilings.ts, against a value shaped as the API's user, or page of 100. */
-  ceiling?: 'redis-get'
+  ceiling?: 'redis-get' | 'fastify-redis-get'
   ceilingValue?: 'user' | 'page'
   env: NodeJS.ProcessEnv
   fill?: Traffic
@@ -60,6 +60,7 @@ const scenarios: Record<string, Scenario> = {
     traffic: { kind: 'get-random-id', maxId: users },
   },
   'ceiling-redis-get': { ceiling: 'redis-get', ceilingValue: 'user', env: {}, traffic: { kind: 'get-random-id', maxId: users } },
+  'ceiling-fastify-redis-get': { ceiling: 'fastify-redis-get', ceilingValue: 'user', env: {}, traffic: { kind: 'get-random-id', maxId: users } },
   'ceiling-redis-get-page': {
     ceiling: 'redis-get',
     ceilingValue: 'page',

@@ -246,6 +246,12 @@ async function main(): Promise<string> {
   const ceilings = {
     http: await measureCeiling('node:http, fixed JSON', 'http', {}, getById),
     redisUser: await measureCeiling('node-redis GET, user-sized', 'redis-get', { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.user }, getById),
+    fastifyRedisUser: await measureCeiling(
+      'bare Fastify + node-redis GET, user-sized',
+      'fastify-redis-get',
+      { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.user },
+      getById,
+    ),
     redisPage: await measureCeiling('node-redis GET, page-sized', 'redis-get', { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.page }, listPages),
     select: await measureCeiling('pg SELECT by id', 'pg-select', ceilingEnv, getById),
     insert: await measureCeiling('pg INSERT', 'pg-insert', ceilingEnv, { kind: 'create-unique', tag: 'ceiling' }),
@@ -348,6 +354,16 @@ async function main(): Promise<string> {
     ),
   ]
 
+  const ofNodeHttp = (requestsPerSecond: number) => format((100 * requestsPerSecond) / ceilings.redisUser.requestsPerSecond)
+  const framework = [
+    '## The framework alone',
+    '',
+    `Not a target, for scale: bare Fastify (no hooks, no logger) with the same Redis GET serves ` +
+      `${ofNodeHttp(ceilings.fastifyRedisUser.requestsPerSecond)}% of the node:http ceiling; the API's cached read, ` +
+      `${ofNodeHttp(cachedGet.result.requestsPerSecond)}% of it, is ` +
+      `${format((100 * cachedGet.result.requestsPerSecond) / ceilings.fastifyRedisUser.requestsPerSecond)}% of bare Fastify's.`,
+  ]
+
   const firstStart = await measureFirstStart()
   const cpu = cpus()
   return [
@@ -367,6 +383,8 @@ async function main(): Promise<string> {
     '## Targets',
     '',
     ...targets,
+    '',
+    ...framework,
     '',
     ...firstStart,
   ].join('\n')

@@ -32,6 +32,7 @@ describe('the benchmark', () => {
       for (const expected of [
         'ceiling: node:http, fixed JSON',
         'ceiling: node-redis GET, user-sized',
+        'ceiling: bare Fastify + node-redis GET, user-sized',
         'ceiling: node-redis GET, page-sized',
         'ceiling: pg SELECT by id',
         'ceiling: pg INSERT',
@@ -49,6 +50,7 @@ describe('the benchmark', () => {
       }
       for (const row of rows) assert.match(row.split('|')[2]!, /^ [\d,]+ $/, row)
       assert.match(output, /^## Targets$/m)
+      assert.match(output, /^Not a target, for scale: bare Fastify .* is [\d,]+% of bare Fastify's\.$/m)
       assert.match(output, /^\| first start, new DATA_DIR \| [\d,]+ \|$/m)
       assert.match(output, /^- (PASS|FAIL): web page first load \(HTML \+ JS \+ CSS, compressed\)/m)
 
