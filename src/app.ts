@@ -31,11 +31,12 @@ export interface AppDependencies {
 export async function buildApp({ settings, logger, database, cache }: AppDependencies): Promise<FastifyInstance> {
   const loggerInstance: FastifyBaseLogger = logger
   const { http } = settings
+  const accessLog = new AccessLog()
   const app = Fastify({
     loggerInstance,
     routerOptions,
     genReqId: requestId,
-    logController: new AccessLog(),
+    logController: accessLog,
     bodyLimit: http.bodyLimitBytes,
     trustProxy: http.trustProxy,
     requestTimeout: http.requestTimeoutMs,
@@ -57,6 +58,7 @@ export async function buildApp({ settings, logger, database, cache }: AppDepende
   closeConnectionsGracefully(app, http.shutdownDelayMs)
   answerBeforeUnreadBody(app, http.requestTimeoutMs)
   app.addHook('onClose', async () => {
+    accessLog.flush()
     await cache.close()
     await database.close()
   })

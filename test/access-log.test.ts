@@ -9,10 +9,17 @@ import { createTestDatabase, type TestDatabase } from './support/postgres.js'
 describe('the access log', () => {
   let database: TestDatabase
   let server: RunningApp
-  const lines: string[] = []
+  /** What the destination was given, write by write; a write holds whole lines, maybe several. */
+  const writes: string[] = []
+  const completed = () =>
+    writes
+      .join('')
+      .split('\n')
+      .filter((line) => line.includes('"request completed"'))
+      .map((line) => `${line}\n`)
   before(async () => {
     database = await createTestDatabase()
-    server = await startApp({ DATABASE_URL: database.url, LOG_LEVEL: 'info', RATE_LIMIT_MAX: '0' }, { log: { write: (line: string) => void lines.push(line) } })
+    server = await startApp({ DATABASE_URL: database.url, LOG_LEVEL: 'info', RATE_LIMIT_MAX: '0' }, { log: { write: (chunk: string) => void writes.push(chunk) } })
   })
   after(async () => {
     await server?.close()
@@ -21,8 +28,9 @@ describe('the access log', () => {
 
   it('writes one line per request, as pino would, emails redacted', async () => {
     const paths = ['/users?limit=2&email=Secret%40Example.com', '/users/999', '/users/"quoted"\\path']
+    writes.length = 0
     for (const path of paths) await request(server.url, 'GET', path)
-    const written = lines.filter((line) => line.includes('"request completed"'))
+    const written = completed()
     assert.equal(written.length, paths.length, written.join(''))
 
     const reference: string[] = []
@@ -37,5 +45,15 @@ describe('the access log', () => {
     assert.deepEqual(Object.keys(JSON.parse(written[0]!)), ['level', 'time', 'pid', 'hostname', 'reqId', 'req', 'res', 'responseTime', 'msg'])
     assert.match(written[0]!, /"url":"\/users\?limit=2&email=\[redacted\]"/)
     assert.doesNotMatch(written.join(''), /secret/i)
+  })
+
+  it('writes the line of every concurrent request whole and once', async () => {
+    writes.length = 0
+    const ids = Array.from({ length: 200 }, (_, index) => `concurrent-${index}`)
+    await Promise.all(ids.map((id) => request(server.url, 'GET', '/users/1', { headers: { 'x-request-id': id } })))
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.ok(writes.every((chunk) => chunk.endsWith('\n')), 'a write ends in the middle of a line')
+    const logged = completed().map((line) => JSON.parse(line).reqId as string)
+    assert.deepEqual(logged.toSorted(), ids.toSorted())
   })
 })

@@ -13,6 +13,7 @@ export function requestId(request: IncomingMessage): string {
 
 /** Emails are personal data: they stay out of the logs, query strings included. */
 export function withoutPersonalData(url: string): string {
+  if (!url.includes('?')) return url
   return url.replace(/([?&]email=)[^&]*/gi, '$1[redacted]')
 }
 
@@ -43,23 +44,43 @@ const infoLevel = pino.levels.values.info!
  * generic path (serializers, redaction of fields it never has, stringifying nested objects): about 6 %
  * of the busy time of a cached read. The request's own logger still gives the
  * bindings (pid, hostname, reqId), the level check and the destination.
+ *
+ * The lines of the requests completed in one turn of the event loop go to the destination in one
+ * write. Line by line, sonic-boom measured (so copied) all the lines still waiting for its previous
+ * write each time one was added: under load a tenth of what a cached list read allocated.
  */
 export class AccessLog extends LogController {
+  private lines = ''
+  private destination: DestinationStream | undefined
+  private readonly flushLater = () => this.flush()
+
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     const log = reply.log as Logger
     if (error) {
+      this.flush()
       const line = { req: request, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }
       return void log.error({ ...line, err: error }, 'request errored')
     }
     if (!log.isLevelEnabled('info')) return
+    const destination = (log as unknown as Record<symbol, DestinationStream>)[streamSym]!
+    if (destination !== this.destination) {
+      this.flush()
+      this.destination = destination
+    }
+    if (this.lines === '') setImmediate(this.flushLater)
     const req = `{"method":${JSON.stringify(request.method)},"url":${JSON.stringify(withoutPersonalData(request.url))},"remoteAddress":${JSON.stringify(request.ip)}}`
     const bindings = (log as unknown as Record<symbol, string>)[chindingsSym]
-    const destination = (log as unknown as Record<symbol, DestinationStream>)[streamSym]!
-    destination.write(
+    this.lines +=
       `{"level":${infoLevel},"time":${Date.now()}${bindings},"req":${req},"res":{"statusCode":${reply.statusCode}},` +
-        `"responseTime":${reply.elapsedTime},"msg":"request completed"}\n`,
-    )
+      `"responseTime":${reply.elapsedTime},"msg":"request completed"}\n`
+  }
+
+  /** Hands the lines not written yet to the destination (the app calls it when it closes). */
+  flush(): void {
+    if (this.lines === '') return
+    this.destination!.write(this.lines)
+    this.lines = ''
   }
 }
