@@ -141,7 +141,10 @@ async function residentMb(pid: number): Promise<number> {
 
 /** `settle`: wait until the cache serves hits, which needs a user 1 in the table. */
 async function startApi(env: NodeJS.ProcessEnv, settle = env.CACHE_ENABLED !== 'false'): Promise<ServerProcess> {
-  const server = await startServerProcess({ RATE_LIMIT_MAX: '0', API_WRITES_OPEN: 'true', LOG_LEVEL: logLevel, ...extraEnv, ...env })
+  const server = await startServerProcess(
+    { RATE_LIMIT_MAX: '0', API_WRITES_OPEN: 'true', LOG_LEVEL: logLevel, ...extraEnv, ...env },
+    { keepOutput: false },
+  )
   servers.add(server)
   if (settle) await cacheSettled(server.url)
   return server

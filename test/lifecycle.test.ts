@@ -184,7 +184,7 @@ describe('the built server', () => {
     // The brief's commands name port 5000; a free port stands in for it, so a running `npm start` cannot interfere.
     const port = await freePort()
     const brief = (command: string) => shell(command.replaceAll('localhost:5000', `localhost:${port}`))
-    let server = await startServerProcess(store.env, port)
+    let server = await startServerProcess(store.env, { port })
     const created = await brief(
       `curl -s -w '\\n%{http_code}' -X POST http://localhost:5000/users -H "Content-Type: application/json" -d '{"name":"Yassine","email":"yassine@example.com"}'`,
     )

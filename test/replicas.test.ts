@@ -107,7 +107,7 @@ describe('three API replicas behind one address', () => {
       SHUTDOWN_GRACE_MS: '10000',
     }
     for (let i = 0; i < 3; i++) ports.push(await freePort())
-    replicas.push(...(await Promise.all(ports.map((port) => startServerProcess(env, port)))))
+    replicas.push(...(await Promise.all(ports.map((port) => startServerProcess(env, { port })))))
     balancer = await startHaproxy(ports)
     while ((await balancer.up()).length < 3) await pause(100)
     for (let i = 0; i < 4; i++) {
@@ -142,7 +142,7 @@ describe('three API replicas behind one address', () => {
         await pause(300)
         const code = await replicas[i]!.stop('SIGTERM')
         assert.equal(code, 0, `replica ${i + 1} exits 0:\n${replicas[i]!.output()}`)
-        replicas[i] = await startServerProcess(env, ports[i])
+        replicas[i] = await startServerProcess(env, { port: ports[i] })
         while (!(await balancer.up()).includes(`api${i + 1}`)) await pause(100)
       }
       await pause(300)

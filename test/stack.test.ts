@@ -117,7 +117,7 @@ describe('the compose stack, run as processes', { timeout: 180_000 }, () => {
     webEnv.REDIS_URL = toLocal(webEnv.REDIS_URL!, { 'cache:6379': { host: `127.0.0.1:${redisPort}` } })
     assert.equal(webEnv.PORT, '5000')
     webEnv.PORT = String(await freePort())
-    web = await startServerProcess(webEnv, Number(webEnv.PORT), app.dir)
+    web = await startServerProcess(webEnv, { port: Number(webEnv.PORT), cwd: app.dir })
 
     const adminerPort = await freePort()
     adminerUrl = `http://127.0.0.1:${adminerPort}/adminer.php`

@@ -60,7 +60,7 @@ describe('the web page in Chromium', () => {
     // The embedded database takes a while to start on a busy machine; the token server uses PostgreSQL.
     const dataDir = await mkdtemp(join(tmpdir(), 'fullstack-web-'))
     dataDirs.push(dataDir)
-    embedded = await startServerProcess({ DATA_DIR: dataDir, LOG_LEVEL: 'warn' }, undefined, projectRoot, 120_000)
+    embedded = await startServerProcess({ DATA_DIR: dataDir, LOG_LEVEL: 'warn' }, { readyTimeoutMs: 120_000 })
     database = await createTestDatabase()
     locked = await startServerProcess({ DATABASE_URL: database.url, API_TOKEN: apiToken, LOG_LEVEL: 'warn' })
     browser = await launchChromium()

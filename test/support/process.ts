@@ -21,12 +21,18 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>
 }
 
+export interface ServerProcessOptions {
+  port?: number
+  cwd?: string
+  readyTimeoutMs?: number
+  /** False: what the server writes once it is ready is dropped (a benchmark's access log outgrows any string). */
+  keepOutput?: boolean
+}
+
 /** Starts `node dist/server.js` as the image does (with writes open unless `env` says otherwise), and waits until /readyz answers 200. */
 export async function startServerProcess(
   env: NodeJS.ProcessEnv,
-  port?: number,
-  cwd = projectRoot,
-  readyTimeoutMs = 30_000,
+  { port, cwd = projectRoot, readyTimeoutMs = 30_000, keepOutput = true }: ServerProcessOptions = {},
 ): Promise<ServerProcess> {
   const listenPort = port ?? (await freePort())
   const child = spawn(process.execPath, ['dist/server.js'], {
@@ -35,8 +41,12 @@ export async function startServerProcess(
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''
-  child.stdout!.on('data', (chunk) => (output += chunk))
-  child.stderr!.on('data', (chunk) => (output += chunk))
+  let keep = true
+  const append = (chunk: Buffer) => {
+    if (keep) output += chunk
+  }
+  child.stdout!.on('data', append)
+  child.stderr!.on('data', append)
   const exited = once(child, 'exit')
   const url = `http://127.0.0.1:${listenPort}`
   const deadline = Date.now() + readyTimeoutMs
@@ -50,6 +60,7 @@ export async function startServerProcess(
     if (ready) break
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
+  keep = keepOutput
   return {
     child,
     url,
