@@ -9,12 +9,8 @@ import { readWriteLoad } from './support/freshness.js'
 import { request } from './support/http.js'
 import { createTestDatabase, type TestDatabase } from './support/postgres.js'
 import { ownRedis, type OwnRedis } from './support/redis.js'
+import { logLines } from './support/log.js'
 
-/** Collects an instance's log lines. */
-function logLines() {
-  const lines: { msg: string }[] = []
-  return { lines, stream: { write: (line: string) => void lines.push(JSON.parse(line)) } }
-}
 
 async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
   for (let i = 0; i < 200; i++) {

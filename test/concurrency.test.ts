@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test'
 import { startApp, type RunningApp } from './support/app.js'
 import { timedRequest, type Outcome } from './support/load.js'
 import { createTestDatabase, withClient, type TestDatabase } from './support/postgres.js'
+import { logLines } from './support/log.js'
 
 type Answered = Outcome & { json?: { id: number; name: string; email: string; type?: string } }
 type Method = 'PATCH' | 'PUT'
@@ -24,10 +25,6 @@ async function databaseWith(settings: Record<string, string>): Promise<TestDatab
   return database
 }
 
-function logLines() {
-  const lines: { msg: string; sqlState?: string }[] = []
-  return { lines, stream: { write: (line: string) => void lines.push(JSON.parse(line)) } }
-}
 
 const retriedAfter = (log: ReturnType<typeof logLines>, sqlState: string) =>
   log.lines.filter((line) => line.msg.startsWith('statement retried') && line.sqlState === sqlState).length

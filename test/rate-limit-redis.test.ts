@@ -14,6 +14,7 @@ import { assertProblem, request, type Answer } from './support/http.js'
 import { createTestDatabase, type TestDatabase } from './support/postgres.js'
 import { freePort } from './support/process.js'
 import { ownRedis, type OwnRedis } from './support/redis.js'
+import { logLines } from './support/log.js'
 
 let database: TestDatabase
 let redis: OwnRedis
@@ -29,11 +30,6 @@ after(async () => {
 const timeoutMs = 200
 const newPrefix = () => `rl-${randomBytes(4).toString('hex')}:`
 
-/** The app's log lines, parsed. */
-function logLines() {
-  const lines: { level: number; msg: string }[] = []
-  return { lines, stream: { write: (line: string) => void lines.push(JSON.parse(line)) } }
-}
 const said = (lines: { msg: string }[], words: RegExp) => lines.filter((line) => words.test(line.msg)).length
 
 /** Instances started with the same settings (one Redis, one prefix), each with its log; all closed after `body`. */

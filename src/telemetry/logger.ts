@@ -17,7 +17,7 @@ export function withoutPersonalData(url: string): string {
   return url.replace(/([?&]email=)[^&]*/gi, '$1[redacted]')
 }
 
-/** JSON lines on stdout, or on `destination` (tests read what was logged). */
+/** JSON lines on stdout, or on `destination` (tests read what was logged); one write may hold several lines. */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options: LoggerOptions = {
     level,
