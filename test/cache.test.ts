@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { createClient } from 'redis'
 import { MemoryCache } from '../src/cache/memory-cache.js'
 import { RedisCache } from '../src/cache/redis-cache.js'
-import type { ResponseCache } from '../src/cache/response-cache.js'
+import type { CachedValue, ResponseCache } from '../src/cache/response-cache.js'
 import { createLogger } from '../src/telemetry/logger.js'
 import { startApp, type RunningApp } from './support/app.js'
 import { readWriteLoad } from './support/freshness.js'
@@ -25,7 +25,7 @@ async function redisCache(url: string, prefix: string): Promise<RedisCache> {
 }
 
 /** A reader misses, loads "old", a write is acknowledged, then the reader stores what it loaded. */
-async function readerRacingAWrite(cache: ResponseCache): Promise<string | undefined> {
+async function readerRacingAWrite(cache: ResponseCache): Promise<CachedValue | undefined> {
   let finishLoad!: (value: string) => void
   const slowReader = cache.read('user:1', '', () => new Promise((resolve) => (finishLoad = resolve)))
   await new Promise((resolve) => setTimeout(resolve, 20))
@@ -159,6 +159,25 @@ describe('cached reads over HTTP with two instances sharing Redis', () => {
     } finally {
       client.destroy()
     }
+  })
+
+  it('serves a cached page, read from Redis as bytes, exactly as the page it loaded: text in any script, Link, length', async () => {
+    for (const name of ['Zoë Ångström ✓', '山田 太郎 ✓', 'Emoji 🙂 ✓']) {
+      await request(a.url, 'POST', '/users', { json: { name, email: `${name.length}-${Buffer.from(name).toString('hex')}@example.com` } })
+    }
+    const path = '/users?limit=2&q=%E2%9C%93'
+    const hits = a.cache.stats.hits
+    const loaded = await request(a.url, 'GET', path)
+    const cached = await request(a.url, 'GET', path)
+    assert.equal(a.cache.stats.hits, hits + 1, 'the second read is a hit')
+    assert.equal(cached.text, loaded.text)
+    assert.match(cached.text, /"Zoë Ångström ✓".*"山田 太郎 ✓"/)
+    for (const header of ['content-type', 'content-length', 'etag', 'link']) {
+      assert.equal(cached.headers.get(header), loaded.headers.get(header), header)
+    }
+    assert.match(cached.headers.get('link')!, /^<\/users\?limit=2&after=\d+&q=%E2%9C%93>; rel="next"$/)
+    const head = await fetch(new URL(path, a.url), { method: 'HEAD' })
+    assert.equal(head.headers.get('content-length'), loaded.headers.get('content-length'))
   })
 
   it('answers If-None-Match with 304 on a user and on a page, and a new ETag after a change', async () => {

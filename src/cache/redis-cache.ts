@@ -1,8 +1,8 @@
-import { createClient, defineScript, ErrorReply } from 'redis'
+import { createClient, defineScript, ErrorReply, RESP_TYPES } from 'redis'
 import type { Logger } from 'pino'
 import { resilientClientOptions, withDeadline } from './redis-connection.js'
 import { checkRedisConfiguration } from './redis-configuration.js'
-import { GenerationalCache, generationSlackSeconds, type CacheHealth, type Lookup } from './response-cache.js'
+import { GenerationalCache, generationSlackSeconds, type CachedValue, type CacheHealth, type Lookup } from './response-cache.js'
 
 /*
  * Keys, under the configured prefix P (every one of them may disappear at any moment: eviction, TTL,
@@ -131,10 +131,13 @@ interface RedisSlot {
 }
 
 /** `stamped` is "<generation> <value>": the value when the generation is `generation`. */
-function valueOf(stamped: string | null, generation: string): string | undefined {
+function valueOf(stamped: CachedValue | null, generation: string): CachedValue | undefined {
   const length = generation.length
-  if (stamped === null || stamped.charCodeAt(length) !== 0x20 || !stamped.startsWith(generation)) return undefined
-  return stamped.slice(length + 1)
+  if (typeof stamped === 'string') {
+    return stamped.charCodeAt(length) === 0x20 && stamped.startsWith(generation) ? stamped.slice(length + 1) : undefined
+  }
+  if (stamped === null || stamped[length] !== 0x20 || stamped.toString('latin1', 0, length) !== generation) return undefined
+  return stamped.subarray(length + 1)
 }
 
 /**
@@ -147,6 +150,8 @@ function valueOf(stamped: string | null, generation: string): string | undefined
 export class RedisCache extends GenerationalCache<RedisSlot> {
   readonly backend = 'redis'
   private readonly client
+  /** The same connection, bulk strings as Buffers: for large values. */
+  private readonly bufferClient
   /** The last epoch a lookup found settled: reads under it need no script. */
   private settledEpoch: string | undefined
   private suspended = false
@@ -167,6 +172,7 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
       ...resilientClientOptions(options.url, options.timeoutMs),
       scripts: { lookup: lookupScript, invalidate: invalidateScript, newEpoch: newEpochScript },
     })
+    this.bufferClient = this.client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
     this.client.on('error', (error: Error) => this.report(error))
     this.client.on('ready', () => {
       void this.recover()
@@ -233,17 +239,22 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
     }
   }
 
-  protected async lookup(scope: string, variant: string): Promise<Lookup<RedisSlot> | undefined> {
+  /** The epoch, the scope's generation and the stamped value, in one MGET. */
+  private async readKeys(keys: string[], large: boolean): Promise<[string | null, string | null, CachedValue | null]> {
+    if (!large) return (await this.command(() => this.client.mGet(keys))) as [string | null, string | null, string | null]
+    const [current, generation, stamped] = (await this.command(() => this.bufferClient.mGet(keys))) as (Buffer | null)[]
+    return [current?.toString('latin1') ?? null, generation?.toString('latin1') ?? null, stamped ?? null]
+  }
+
+  protected async lookup(scope: string, variant: string, large: boolean): Promise<Lookup<RedisSlot> | undefined> {
     if (this.suspended || this.dirty || !this.client.isReady) return undefined
     try {
       const { prefix } = this.options
       const epoch = this.settledEpoch
       if (epoch !== undefined) {
         const base = this.scopeKeys(epoch, scope)
-        const [current, generation, stamped] = await this.command(() =>
-          this.client.mGet([`${prefix}epoch`, `${base}gen`, `${base}v:${variant}`]),
-        )
-        if (generation && current === epoch) return this.found(base, variant, generation, stamped!)
+        const [current, generation, stamped] = await this.readKeys([`${prefix}epoch`, `${base}gen`, `${base}v:${variant}`], large)
+        if (generation && current === epoch) return this.found(base, variant, generation, stamped)
       }
       const [current, generation, stamped, refused] = (await this.command(() =>
         this.client.lookup(prefix, epochTtlSeconds, this.generationTtl, scope, variant),
@@ -265,7 +276,7 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
     return `${this.options.prefix}${epoch}:${scope}:`
   }
 
-  private found(base: string, variant: string, generation: string, stamped: string | null): Lookup<RedisSlot> {
+  private found(base: string, variant: string, generation: string, stamped: CachedValue | null): Lookup<RedisSlot> {
     return { slot: { key: `${base}v:${variant}`, generation }, value: valueOf(stamped, generation), readAt: Date.now() }
   }
 

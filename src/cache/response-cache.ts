@@ -7,6 +7,17 @@ export interface CacheStats {
 
 export type CacheHealth = 'ok' | 'degraded' | 'off'
 
+/** A cached value: a string, or a Buffer when read from Redis with `large`. */
+export type CachedValue = string | Buffer
+
+export interface ReadOptions {
+  /**
+   * The value is large (a page of users): Redis hands it over as a Buffer. A Buffer's bytes live
+   * outside V8's heap, so the garbage collector does not copy them while requests wait.
+   */
+  large?: boolean
+}
+
 /**
  * A read-through cache of serialized responses that never returns data older than a completed
  * `invalidate`. Entries live under a generation per scope (and, in Redis, an epoch): invalidating
@@ -20,7 +31,7 @@ export interface ResponseCache {
    * The cached value of `scope`/`variant`, else `load()`'s result, stored unless undefined.
    * Never throws for cache failures: it falls back to `load()`.
    */
-  read(scope: string, variant: string, load: () => Promise<string | undefined>): Promise<string | undefined>
+  read(scope: string, variant: string, load: () => Promise<string | undefined>, options?: ReadOptions): Promise<CachedValue | undefined>
   /** Called after a committed change and before it is acknowledged. Never throws. */
   invalidate(scopes: string[]): Promise<void>
   health(): CacheHealth
@@ -35,7 +46,7 @@ export const generationSlackSeconds = 60
 export interface Lookup<Slot> {
   /** Where a value loaded now is stored, in the generation it was read in. */
   slot: Slot
-  value: string | undefined
+  value: CachedValue | undefined
   readAt: number
 }
 
@@ -46,7 +57,7 @@ export abstract class GenerationalCache<Slot> implements ResponseCache {
   private readonly loading = new Map<string, Promise<string | undefined>>()
 
   /** Scope/variant in its current generation, and its value; undefined when the cache cannot be trusted now. */
-  protected abstract lookup(scope: string, variant: string): Promise<Lookup<Slot> | undefined>
+  protected abstract lookup(scope: string, variant: string, large: boolean): Promise<Lookup<Slot> | undefined>
   protected abstract store(slot: Slot, value: string): void
   /** Names a slot (scope/variant in one generation): concurrent misses of one slot make one load. */
   protected abstract slotId(slot: Slot): string
@@ -54,8 +65,13 @@ export abstract class GenerationalCache<Slot> implements ResponseCache {
   abstract health(): CacheHealth
   abstract close(): Promise<void>
 
-  async read(scope: string, variant: string, load: () => Promise<string | undefined>): Promise<string | undefined> {
-    const found = await this.lookup(scope, variant)
+  async read(
+    scope: string,
+    variant: string,
+    load: () => Promise<string | undefined>,
+    { large = false }: ReadOptions = {},
+  ): Promise<CachedValue | undefined> {
+    const found = await this.lookup(scope, variant, large)
     if (!found) return load()
     if (found.value !== undefined) {
       this.stats.hits++

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { CachedValue } from '../cache/response-cache.js'
 
 /*
  * A response stored as one string, sent as it is on every hit:
@@ -19,11 +20,14 @@ function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
   return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag)
 }
 
-export function sendEncodedResponse(request: FastifyRequest, reply: FastifyReply, encoded: string): FastifyReply {
-  const etag = encoded.slice(0, etagLength)
-  const newline = encoded.indexOf('\n', etagLength)
+/** The encoded response as a string, or as the UTF-8 bytes of one (a large value read from Redis). */
+export function sendEncodedResponse(request: FastifyRequest, reply: FastifyReply, encoded: CachedValue): FastifyReply {
+  const text = typeof encoded === 'string'
+  const newline = text ? encoded.indexOf('\n', etagLength) : encoded.indexOf(0x0a, etagLength)
+  const slice = (start: number, end?: number) => (text ? encoded.slice(start, end) : encoded.toString('utf8', start, end))
+  const etag = slice(0, etagLength)
   reply.header('etag', etag)
-  if (newline > etagLength) reply.header('link', encoded.slice(etagLength, newline))
+  if (newline > etagLength) reply.header('link', slice(etagLength, newline))
   if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send()
-  return reply.type('application/json; charset=utf-8').send(encoded.slice(newline + 1))
+  return reply.type('application/json; charset=utf-8').send(text ? encoded.slice(newline + 1) : encoded.subarray(newline + 1))
 }

@@ -94,12 +94,17 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         email: request.query.email?.trim().toLowerCase(),
         q: request.query.q?.trim() || undefined,
       }
-      const encoded = await cache.read(listScope, pageQuery(query, query.after ?? 0), async () => {
-        const page = await repository.list(query)
-        const last = page.users.at(-1)
-        const link = page.hasMore && last ? `</users?${pageQuery(query, last.id)}>; rel="next"` : ''
-        return encodeResponse(reply.serialize(page.users) as string, link)
-      })
+      const encoded = await cache.read(
+        listScope,
+        pageQuery(query, query.after ?? 0),
+        async () => {
+          const page = await repository.list(query)
+          const last = page.users.at(-1)
+          const link = page.hasMore && last ? `</users?${pageQuery(query, last.id)}>; rel="next"` : ''
+          return encodeResponse(reply.serialize(page.users) as string, link)
+        },
+        { large: true },
+      )
       return sendEncodedResponse(request, reply, encoded!)
     },
   )

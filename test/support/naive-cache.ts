@@ -58,12 +58,17 @@ export function withSlowFills(cache: ResponseCache, delayMs: number): ResponseCa
   return {
     backend: cache.backend,
     stats: cache.stats,
-    read: (scope, variant, load) =>
-      cache.read(scope, variant, async () => {
-        const value = await load()
-        await new Promise((resolve) => setTimeout(resolve, delayMs))
-        return value
-      }),
+    read: (scope, variant, load, options) =>
+      cache.read(
+        scope,
+        variant,
+        async () => {
+          const value = await load()
+          await new Promise((resolve) => setTimeout(resolve, delayMs))
+          return value
+        },
+        options,
+      ),
     invalidate: (scopes) => cache.invalidate(scopes),
     health: () => cache.health(),
     close: () => cache.close(),
