@@ -31,7 +31,7 @@ export interface AppDependencies {
 export async function buildApp({ settings, logger, database, cache }: AppDependencies): Promise<FastifyInstance> {
   const loggerInstance: FastifyBaseLogger = logger
   const { http } = settings
-  const accessLog = new AccessLog()
+  const accessLog = new AccessLog(logger)
   const app = Fastify({
     loggerInstance,
     routerOptions,

@@ -3,7 +3,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { CachedValue } from '../cache/response-cache.js'
 
 /*
- * A response stored as one string, sent as it is on every hit:
+ * A response stored as one string, whose body is sent as it is on every hit (as the bytes Redis
+ * returned, for a large value):
  *   <strong ETag, 24 characters><Link header or nothing>\n<JSON body>
  */
 const etagLength = 24
@@ -22,12 +23,12 @@ function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
 
 /** The encoded response as a string, or as the UTF-8 bytes of one (a large value read from Redis). */
 export function sendEncodedResponse(request: FastifyRequest, reply: FastifyReply, encoded: CachedValue): FastifyReply {
-  const text = typeof encoded === 'string'
-  const newline = text ? encoded.indexOf('\n', etagLength) : encoded.indexOf(0x0a, etagLength)
-  const slice = (start: number, end?: number) => (text ? encoded.slice(start, end) : encoded.toString('utf8', start, end))
-  const etag = slice(0, etagLength)
+  const newline = encoded.indexOf('\n', etagLength)
+  const head = typeof encoded === 'string' ? encoded.slice(0, newline) : encoded.toString('utf8', 0, newline)
+  const etag = head.slice(0, etagLength)
   reply.header('etag', etag)
-  if (newline > etagLength) reply.header('link', slice(etagLength, newline))
+  if (head.length > etagLength) reply.header('link', head.slice(etagLength))
   if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send()
-  return reply.type('application/json; charset=utf-8').send(text ? encoded.slice(newline + 1) : encoded.subarray(newline + 1))
+  const body = typeof encoded === 'string' ? encoded.slice(newline + 1) : encoded.subarray(newline + 1)
+  return reply.type('application/json; charset=utf-8').send(body)
 }

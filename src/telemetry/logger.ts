@@ -43,7 +43,7 @@ const infoLevel = pino.levels.values.info!
  * that succeeded always has the same shape, so it is written as pino would write it, without pino's
  * generic path (serializers, redaction of fields it never has, stringifying nested objects): about 6 %
  * of the busy time of a cached read. The request's own logger still gives the
- * bindings (pid, hostname, reqId), the level check and the destination.
+ * bindings (pid, hostname, reqId) and the level check; the lines go to the app logger's destination.
  *
  * The lines of the requests completed in one turn of the event loop go to the destination in one
  * write. Line by line, sonic-boom measured (so copied) all the lines still waiting for its previous
@@ -51,8 +51,14 @@ const infoLevel = pino.levels.values.info!
  */
 export class AccessLog extends LogController {
   private lines = ''
-  private destination: DestinationStream | undefined
+  /** Where the app's logger, and so every request's, writes. */
+  private readonly destination: DestinationStream
   private readonly flushLater = () => this.flush()
+
+  constructor(logger: Logger) {
+    super()
+    this.destination = (logger as unknown as Record<symbol, DestinationStream>)[streamSym]!
+  }
 
   override incomingRequest(): void {}
 
@@ -64,11 +70,6 @@ export class AccessLog extends LogController {
       return void log.error({ ...line, err: error }, 'request errored')
     }
     if (!log.isLevelEnabled('info')) return
-    const destination = (log as unknown as Record<symbol, DestinationStream>)[streamSym]!
-    if (destination !== this.destination) {
-      this.flush()
-      this.destination = destination
-    }
     if (this.lines === '') setImmediate(this.flushLater)
     const req = `{"method":${JSON.stringify(request.method)},"url":${JSON.stringify(withoutPersonalData(request.url))},"remoteAddress":${JSON.stringify(request.ip)}}`
     const bindings = (log as unknown as Record<symbol, string>)[chindingsSym]
@@ -80,7 +81,7 @@ export class AccessLog extends LogController {
   /** Hands the lines not written yet to the destination (the app calls it when it closes). */
   flush(): void {
     if (this.lines === '') return
-    this.destination!.write(this.lines)
+    this.destination.write(this.lines)
     this.lines = ''
   }
 }
