@@ -137,14 +137,30 @@ describe('rate limiting', () => {
 })
 
 describe('security headers', () => {
-  it('are on every answer, errors included, with a CSP that does not upgrade plain-HTTP requests', () =>
+  it('are on every API answer, errors included: nothing may load or frame them', () =>
     withApp({}, async ({ url }) => {
-      for (const path of ['/users', '/nowhere', '/users/0']) {
+      for (const path of ['/users', '/nowhere', '/users/0', '/openapi.json']) {
         const { headers } = await request(url, 'GET', path)
         assert.equal(headers.get('x-content-type-options'), 'nosniff', path)
-        assert.equal(headers.get('x-frame-options'), 'SAMEORIGIN', path)
+        assert.equal(headers.get('x-frame-options'), 'DENY', path)
         assert.equal(headers.get('referrer-policy'), 'no-referrer', path)
         assert.equal(headers.get('cross-origin-resource-policy'), 'same-origin', path)
+        assert.match(headers.get('strict-transport-security') ?? '', /^max-age=\d+/, path)
+        assert.equal(headers.get('content-security-policy'), "default-src 'none';frame-ancestors 'none'", path)
+        for (const documentOnly of ['cross-origin-opener-policy', 'origin-agent-cluster', 'x-dns-prefetch-control', 'x-xss-protection']) {
+          assert.equal(headers.get(documentOnly), null, `${path}: ${documentOnly}`)
+        }
+      }
+    }))
+
+  it('of documents (the Swagger UI) are helmet\'s, with a CSP that does not upgrade plain-HTTP requests', () =>
+    withApp({}, async ({ url }) => {
+      for (const path of ['/docs/', '/docs/static/swagger-ui.css']) {
+        const { status, headers } = await request(url, 'GET', path)
+        assert.equal(status, 200, path)
+        assert.equal(headers.get('x-content-type-options'), 'nosniff', path)
+        assert.equal(headers.get('x-frame-options'), 'SAMEORIGIN', path)
+        assert.equal(headers.get('cross-origin-opener-policy'), 'same-origin', path)
         const csp = headers.get('content-security-policy') ?? ''
         assert.match(csp, /default-src 'self'/, path)
         assert.match(csp, /object-src 'none'/, path)
