@@ -11,13 +11,12 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
 import { createClient } from 'redis'
-import YAML from 'yaml'
-import { workerHeapFlags } from '../src/config/heap.js'
 import { createTestDatabase, type TestDatabase } from '../test/support/postgres.js'
 import { freePort, projectRoot, startServerProcess, type ServerProcess } from '../test/support/process.js'
 import { sharedRedis } from '../test/support/redis.js'
 import { cacheSettled } from './cache-settled.js'
 import { measureFirstStart } from './first-start.js'
+import { podHeapFlags, podMemoryLimit } from './pod-heap.js'
 import type { LoadResult, LoadSpec, Traffic } from './load.js'
 import { firstLoad, firstLoadBudgetBytes, searchPath, searchTraffic } from './web.js'
 
@@ -35,23 +34,9 @@ const { values: options } = parseArgs({
     env: { type: 'string', multiple: true, default: [] },
   },
 })
-/**
- * This machine has no memory limit, so V8 would size the API's heap from its 24 GiB. Production runs it
- * in a container whose limit sizes the heap: the benchmark gives the API the flags the pod's limit
- * (deploy/kubernetes, one process) makes V8 use, unless --env sets NODE_OPTIONS.
- */
-const podMemoryLimit = await (async () => {
-  const manifest = YAML.parse(await readFile(join(projectRoot, 'deploy/kubernetes/base/api-deployment.yaml'), 'utf8'))
-  const text = String(manifest.spec.template.spec.containers[0].resources.limits.memory)
-  const mebibytes = /^(\d+)Mi$/.exec(text)?.[1]
-  if (!mebibytes) throw new Error(`the API's memory limit ${text} is not in Mi`)
-  return { text, bytes: Number(mebibytes) * 2 ** 20 }
-})()
-const podHeap = workerHeapFlags(podMemoryLimit.bytes, 1, []).join(' ')
-const extraEnv = {
-  NODE_OPTIONS: podHeap,
-  ...Object.fromEntries(options.env.map((setting) => setting.split(/=(.*)/s).slice(0, 2))),
-}
+const extraEnv: NodeJS.ProcessEnv = Object.fromEntries(options.env.map((setting) => setting.split(/=(.*)/s).slice(0, 2)))
+const podLimit = await podMemoryLimit()
+const podHeap = await podHeapFlags(extraEnv.NODE_OPTIONS)
 const smoke = options.smoke
 const users = smoke ? 1000 : Number(options.users)
 const deepUsers = Number(options['deep-users'])
@@ -143,7 +128,7 @@ async function residentMb(pid: number): Promise<number> {
 async function startApi(env: NodeJS.ProcessEnv, settle = env.CACHE_ENABLED !== 'false'): Promise<ServerProcess> {
   const server = await startServerProcess(
     { RATE_LIMIT_MAX: '0', API_WRITES_OPEN: 'true', LOG_LEVEL: logLevel, ...extraEnv, ...env },
-    { keepOutput: false },
+    { keepOutput: false, nodeArgs: podHeap },
   )
   servers.add(server)
   if (settle) await cacheSettled(server.url)
@@ -377,7 +362,7 @@ async function main(): Promise<string> {
     `Load: autocannon in its own process, ${connections} connections, ${warmupSeconds} s warm-up then ${durationSeconds} s per scenario. ` +
       `${format(users)} users. API: \`node dist/server.js\`, NODE_ENV=production, LOG_LEVEL=${logLevel}, RATE_LIMIT_MAX=0 unless said, ` +
       `one process unless said; "uncached" is CACHE_ENABLED=false. Errors count non-2xx answers, socket errors and time-outs. ` +
-      `Heap as the API's Kubernetes pod (memory limit ${podMemoryLimit.text}) sizes it: NODE_OPTIONS=\`${extraEnv.NODE_OPTIONS}\`.` +
+      `Heap as in the API's Kubernetes pod (memory limit ${podLimit.text}, the image's flags): \`node ${podHeap.join(' ')} dist/server.js\`.` +
       (options.env.length > 0 ? ` Added to the API's environment: \`${options.env.join(' ')}\`.` : '') +
       (smoke ? ' SMOKE RUN: numbers mean nothing.' : ''),
     '',

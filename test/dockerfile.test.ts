@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import type { Copy, Instruction, JSONInstruction } from 'dockerfile-ast'
-import { semiSpaceMb } from '../src/config/heap.js'
+import { workerHeapFlags } from '../src/config/heap.js'
 import { parsePort, readCompose } from './support/compose.js'
 import { dockerfile, imageEnv, stages } from './support/dockerfile.js'
 import { projectRoot } from './support/process.js'
@@ -77,11 +77,11 @@ describe('Dockerfile', () => {
     assert.deepEqual(exposed, [parsePort(readCompose().services.web!.ports![0]!).target])
   })
 
-  it('starts with `node dist/server.js` as `npm start` does, young generation included, and checks health with node on /readyz, as compose.yaml does', () => {
+  it('starts with `node dist/server.js` as `npm start` does, heap flags included, and checks health with node on /readyz, as compose.yaml does', () => {
     const runtime = stage('runtime').instructions
     const cmd = runtime.filter((i) => keyword(i) === 'CMD')
     assert.equal(cmd.length, 1)
-    assert.deepEqual(exec(cmd[0]!), ['node', `--max-semi-space-size=${semiSpaceMb}`, 'dist/server.js'])
+    assert.deepEqual(exec(cmd[0]!), ['node', ...workerHeapFlags(undefined, 1, []), 'dist/server.js'])
     const { scripts } = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
     assert.equal(scripts.start, `exec ${exec(cmd[0]!).join(' ')}`)
     const [healthcheck] = dockerfile.getHEALTHCHECKs()

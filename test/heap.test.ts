@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { totalmem } from 'node:os'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { containerMemoryLimit, nodeOptions, semiSpaceMb, workerHeapFlags } from '../src/config/heap.js'
+import { containerMemoryLimit, heapGrowingPercent, nodeOptions, semiSpaceMb, workerHeapFlags } from '../src/config/heap.js'
 import { createTestDatabase } from './support/postgres.js'
 import { startServerProcess } from './support/process.js'
 import { sharedRedis } from './support/redis.js'
@@ -18,6 +18,7 @@ function childCommandLines(pid: number): string[][] {
   return children.map((child) => readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0').filter(Boolean))
 }
 const semiSpace = `--max-semi-space-size=${semiSpaceMb}`
+const growing = `--heap-growing-percent=${heapGrowingPercent}`
 
 /** The heap limit in MB, and the largest the young generation grew to, of a Node process started with `flags`. */
 function heapOf(flags: string[]): { limitMb: number; youngMb: number } {
@@ -36,23 +37,24 @@ function heapOf(flags: string[]): { limitMb: number; youngMb: number } {
 }
 
 describe('heap sizing', () => {
-  it('gives each worker half of its share of the container as old generation, and a large-host young generation', () => {
-    assert.deepEqual(workerHeapFlags(1024 * mb, 4, []), ['--max-old-space-size=128', semiSpace])
-    assert.deepEqual(workerHeapFlags(1000 * mb, 3, []), ['--max-old-space-size=166', semiSpace])
+  it('gives each worker half of its share of the container as old generation, and the young generation and growth this service needs', () => {
+    assert.deepEqual(workerHeapFlags(1024 * mb, 4, []), ['--max-old-space-size=128', semiSpace, growing])
+    assert.deepEqual(workerHeapFlags(1000 * mb, 3, []), ['--max-old-space-size=166', semiSpace, growing])
   })
 
   it('leaves the old generation to V8 without a memory limit', () => {
-    assert.deepEqual(workerHeapFlags(undefined, 2, []), [semiSpace])
+    assert.deepEqual(workerHeapFlags(undefined, 2, []), [semiSpace, growing])
   })
 
   it('keeps what the command line or NODE_OPTIONS set, in either spelling', () => {
     const limit = 1024 * mb
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--enable-source-maps', '--max-http-header-size=32768']), ['--max-old-space-size=256', semiSpace])
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-old-space-size=200']), [semiSpace])
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--max_old_space_size=200']), [semiSpace])
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-old-space-size-percentage=40']), [semiSpace])
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-semi-space-size=4']), ['--max-old-space-size=256'])
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-heap-size=300']), [])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--enable-source-maps', '--max-http-header-size=32768']), ['--max-old-space-size=256', semiSpace, growing])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-old-space-size=200']), [semiSpace, growing])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--max_old_space_size=200']), [semiSpace, growing])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-old-space-size-percentage=40']), [semiSpace, growing])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-semi-space-size=4']), ['--max-old-space-size=256', growing])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-heap-size=300']), [growing])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--heap_growing_percent=100']), ['--max-old-space-size=256', semiSpace])
     assert.deepEqual(nodeOptions(' --no-warnings   --max-semi-space-size=4 '), ['--no-warnings', '--max-semi-space-size=4'])
   })
 
@@ -96,8 +98,8 @@ describe('heap sizing', () => {
     try {
       const expected = workerHeapFlags(containerMemoryLimit(), 2, [])
       for (const worker of await workersOf({})) assert.deepEqual(worker.slice(1, -1), expected)
-      for (const worker of await workersOf({ NODE_OPTIONS: '--max-semi-space-size=8 --max-old-space-size=300' })) {
-        assert.deepEqual(worker.slice(1, -1), [])
+      for (const worker of await workersOf({ NODE_OPTIONS: '--max-semi-space-size=4 --max-old-space-size=300' })) {
+        assert.deepEqual(worker.slice(1, -1), [growing])
       }
     } finally {
       await database.drop()

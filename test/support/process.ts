@@ -27,15 +27,17 @@ export interface ServerProcessOptions {
   readyTimeoutMs?: number
   /** False: what the server writes once it is ready is dropped (a benchmark's access log outgrows any string). */
   keepOutput?: boolean
+  /** Node and V8 flags before dist/server.js, as the image's CMD gives some (not all of them are allowed in NODE_OPTIONS). */
+  nodeArgs?: string[]
 }
 
 /** Starts `node dist/server.js` as the image does (with writes open unless `env` says otherwise), and waits until /readyz answers 200. */
 export async function startServerProcess(
   env: NodeJS.ProcessEnv,
-  { port, cwd = projectRoot, readyTimeoutMs = 30_000, keepOutput = true }: ServerProcessOptions = {},
+  { port, cwd = projectRoot, readyTimeoutMs = 30_000, keepOutput = true, nodeArgs = [] }: ServerProcessOptions = {},
 ): Promise<ServerProcess> {
   const listenPort = port ?? (await freePort())
-  const child = spawn(process.execPath, ['dist/server.js'], {
+  const child = spawn(process.execPath, [...nodeArgs, 'dist/server.js'], {
     cwd,
     env: { PATH: process.env.PATH, NODE_ENV: 'production', API_WRITES_OPEN: 'true', LOG_LEVEL: 'info', ...env, PORT: String(listenPort) },
     stdio: ['ignore', 'pipe', 'pipe'],
