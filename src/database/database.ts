@@ -1,14 +1,10 @@
 import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { PGlite } from '@electric-sql/pglite'
-import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import type { Settings } from '../config/settings.js'
 import { lockDataDir } from './data-dir-lock.js'
 import { statementRunner, type RunStatement } from './statements.js'
-import { pgliteSeedOptions } from './pglite-seed.js'
 
 export interface Database {
   readonly kind: 'postgres' | 'pglite'
@@ -54,6 +50,13 @@ async function openPostgres(url: string, settings: Settings['database'], logger:
 async function openPglite(settings: Settings['database'], logger: Logger): Promise<Database> {
   const dataDir = resolve(settings.dataDir)
   await mkdir(dataDir, { recursive: true })
+  // Loaded here only: a server on PostgreSQL does not carry the embedded engine's code in its heap.
+  const [{ PGlite }, { pg_trgm }, { PGLiteSocketServer }, { pgliteSeedOptions }] = await Promise.all([
+    import('@electric-sql/pglite'),
+    import('@electric-sql/pglite/contrib/pg_trgm'),
+    import('@electric-sql/pglite-socket'),
+    import('./pglite-seed.js'),
+  ])
   // Two processes writing one PGlite directory lose each other's writes: the second one refuses.
   const unlock = await lockDataDir(dataDir, logger)
   const engine = await PGlite.create(dataDir, {

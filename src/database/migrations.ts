@@ -1,6 +1,5 @@
 import { readdir } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import { runner } from 'node-pg-migrate'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import type { Settings } from '../config/settings.js'
@@ -50,6 +49,8 @@ export async function migrate(pool: pg.Pool, logger: Logger, settings?: Settings
 }
 
 async function applyMigrations(client: pg.ClientBase, logger: Logger): Promise<void> {
+  // Loaded here only: cluster workers, which never migrate, do not carry it in their heap.
+  const { runner } = await import('node-pg-migrate')
   const applied = await runner({
     dbClient: client,
     dir: migrationsDir,
