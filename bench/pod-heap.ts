@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import YAML from 'yaml'
 import { nodeOptions, workerHeapFlags } from '../src/config/heap.js'
+import { imageEnv } from '../test/support/dockerfile.js'
 import { projectRoot } from '../test/support/process.js'
 
 /** The memory limit of the API's container in deploy/kubernetes. */
@@ -22,3 +23,6 @@ export async function podMemoryLimit(): Promise<{ text: string; bytes: number }>
 export async function podHeapFlags(nodeOptionsValue?: string): Promise<string[]> {
   return workerHeapFlags((await podMemoryLimit()).bytes, 1, nodeOptions(nodeOptionsValue ?? ''))
 }
+
+/** The image's settings of glibc's allocator, which the API's RSS depends on. */
+export const imageMallocEnv = (): NodeJS.ProcessEnv => ({ GLIBC_TUNABLES: imageEnv().GLIBC_TUNABLES })

@@ -17,7 +17,7 @@ import { createTestDatabase } from '../test/support/postgres.js'
 import { freePort, projectRoot, type ServerProcess } from '../test/support/process.js'
 import { sharedRedis } from '../test/support/redis.js'
 import { cacheLookups, cacheSettled, type CacheLookups } from './cache-settled.js'
-import { podHeapFlags } from './pod-heap.js'
+import { imageMallocEnv, podHeapFlags } from './pod-heap.js'
 import type { LoadSpec, Traffic } from './load.js'
 
 const { values: options } = parseArgs({
@@ -183,7 +183,7 @@ async function startApi(env: NodeJS.ProcessEnv): Promise<ServerProcess> {
     : [...(await podHeapFlags(env.NODE_OPTIONS)), 'dist/server.js']
   const child = spawn(process.execPath, [...profiling, ...program], {
     cwd: scenario!.ceiling ? projectRoot : options['api-dir'],
-    env: { PATH: process.env.PATH, NODE_ENV: 'production', ...env, PORT: String(port) },
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', ...(scenario!.ceiling ? {} : imageMallocEnv()), ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   // The access log goes down a pipe, as it does to a container's log collector, and is dropped here.

@@ -16,7 +16,7 @@ import { freePort, projectRoot, startServerProcess, type ServerProcess } from '.
 import { sharedRedis } from '../test/support/redis.js'
 import { cacheSettled } from './cache-settled.js'
 import { measureFirstStart } from './first-start.js'
-import { podHeapFlags, podMemoryLimit } from './pod-heap.js'
+import { imageMallocEnv, podHeapFlags, podMemoryLimit } from './pod-heap.js'
 import type { LoadResult, LoadSpec, Traffic } from './load.js'
 import { firstLoad, firstLoadBudgetBytes, searchPath, searchTraffic } from './web.js'
 
@@ -127,7 +127,7 @@ async function residentMb(pid: number): Promise<number> {
 /** `settle`: wait until the cache serves hits, which needs a user 1 in the table. */
 async function startApi(env: NodeJS.ProcessEnv, settle = env.CACHE_ENABLED !== 'false'): Promise<ServerProcess> {
   const server = await startServerProcess(
-    { RATE_LIMIT_MAX: '0', API_WRITES_OPEN: 'true', LOG_LEVEL: logLevel, ...extraEnv, ...env },
+    { RATE_LIMIT_MAX: '0', API_WRITES_OPEN: 'true', LOG_LEVEL: logLevel, ...imageMallocEnv(), ...extraEnv, ...env },
     { keepOutput: false, nodeArgs: podHeap },
   )
   servers.add(server)
@@ -362,7 +362,7 @@ async function main(): Promise<string> {
     `Load: autocannon in its own process, ${connections} connections, ${warmupSeconds} s warm-up then ${durationSeconds} s per scenario. ` +
       `${format(users)} users. API: \`node dist/server.js\`, NODE_ENV=production, LOG_LEVEL=${logLevel}, RATE_LIMIT_MAX=0 unless said, ` +
       `one process unless said; "uncached" is CACHE_ENABLED=false. Errors count non-2xx answers, socket errors and time-outs. ` +
-      `Heap as in the API's Kubernetes pod (memory limit ${podLimit.text}, the image's flags): \`node ${podHeap.join(' ')} dist/server.js\`.` +
+      `Heap as in the API's Kubernetes pod (memory limit ${podLimit.text}) with the image's flags: \`GLIBC_TUNABLES=${imageMallocEnv().GLIBC_TUNABLES} node ${podHeap.join(' ')} dist/server.js\`.` +
       (options.env.length > 0 ? ` Added to the API's environment: \`${options.env.join(' ')}\`.` : '') +
       (smoke ? ' SMOKE RUN: numbers mean nothing.' : ''),
     '',

@@ -68,7 +68,13 @@ describe('Dockerfile', () => {
 
   it('runs production mode as the unprivileged node user, listening on 0.0.0.0:5000', () => {
     const runtime = stage('runtime').instructions
-    assert.deepEqual(imageEnv(), { NODE_ENV: 'production', HOST: '0.0.0.0', PORT: '5000', WEB_CONCURRENCY: 'auto' })
+    assert.deepEqual(imageEnv(), {
+      NODE_ENV: 'production',
+      HOST: '0.0.0.0',
+      PORT: '5000',
+      WEB_CONCURRENCY: 'auto',
+      GLIBC_TUNABLES: 'glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=65536',
+    })
     const users = runtime.filter((i) => keyword(i) === 'USER').map(text)
     assert.deepEqual(users, ['node'])
     const user = indexOf(runtime, (i) => keyword(i) === 'USER')
