@@ -12,8 +12,8 @@ export const semiSpaceMb = 8
  * percent. Under a limit below 256 MB V8 allows 30 %: with this service's ~32 MB of live code and data and a young
  * generation as large, that is less room than one scavenge may promote, so V8 marked the old generation
  * continuously under load (a full collection for every scavenge while list pages were read, and concurrent marking
- * on the other core). 60 % halves those collections and still keeps one worker of a 256 MiB pod under 150 MB of RSS.
- * Node refuses this flag in NODE_OPTIONS: it goes on the command line.
+ * on the other core). With 8 MB semi-spaces, 60 % cuts those collections by 40 % at about the same RSS
+ * (bench/results/2026-11-26-heap-growth.md). Node refuses this flag in NODE_OPTIONS: it goes on the command line.
  */
 export const heapGrowingPercent = 60
 

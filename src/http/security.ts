@@ -75,7 +75,7 @@ const isDocument = (request: FastifyRequest) => isWebPageRequest(request) || req
  * Every other answer is JSON (or problem+json), which no browser renders: the headers of OWASP's REST Security
  * Cheat Sheet, with a CSP that lets it load nothing and be framed nowhere. helmet's document-only headers (COOP,
  * Origin-Agent-Cluster, X-DNS-Prefetch-Control, X-Download-Options, X-Permitted-Cross-Domain-Policies,
- * X-XSS-Protection) have nothing to act on there; leaving them out halves the size of a cached user's answer.
+ * X-XSS-Protection) have nothing to act on there; without them a cached user's answer is a third smaller.
  */
 const apiHeaders = Object.entries(
   helmetHeaders({
