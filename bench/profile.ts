@@ -17,7 +17,7 @@ import { createTestDatabase } from '../test/support/postgres.js'
 import { freePort, projectRoot, type ServerProcess } from '../test/support/process.js'
 import { sharedRedis } from '../test/support/redis.js'
 import { cacheLookups, cacheSettled, type CacheLookups } from './cache-settled.js'
-import { imageMallocEnv, podHeapFlags } from './pod-heap.js'
+import { podRuntime } from './pod-heap.js'
 import type { LoadSpec, Traffic } from './load.js'
 
 const { values: options } = parseArgs({
@@ -178,12 +178,11 @@ function summarize(profile: Profile, top: number, fromMicros: number): string {
 async function startApi(env: NodeJS.ProcessEnv): Promise<ServerProcess> {
   const port = await freePort()
   const profiling = options['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []
-  const program = scenario!.ceiling
-    ? ['--import', 'tsx', 'bench/ceilings.ts', scenario!.ceiling, String(port)]
-    : [...(await podHeapFlags(env.NODE_OPTIONS)), 'dist/server.js']
+  const pod = scenario!.ceiling ? { nodeArgs: [], env: {} } : await podRuntime(env.NODE_OPTIONS)
+  const program = scenario!.ceiling ? ['--import', 'tsx', 'bench/ceilings.ts', scenario!.ceiling, String(port)] : [...pod.nodeArgs, 'dist/server.js']
   const child = spawn(process.execPath, [...profiling, ...program], {
     cwd: scenario!.ceiling ? projectRoot : options['api-dir'],
-    env: { PATH: process.env.PATH, NODE_ENV: 'production', ...(scenario!.ceiling ? {} : imageMallocEnv()), ...env, PORT: String(port) },
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', ...pod.env, ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   // The access log goes down a pipe, as it does to a container's log collector, and is dropped here.

@@ -16,7 +16,7 @@ import { freePort, projectRoot, startServerProcess, type ServerProcess } from '.
 import { sharedRedis } from '../test/support/redis.js'
 import { cacheSettled } from './cache-settled.js'
 import { measureFirstStart } from './first-start.js'
-import { imageMallocEnv, podHeapFlags, podMemoryLimit } from './pod-heap.js'
+import { podRuntime } from './pod-heap.js'
 import type { LoadResult, LoadSpec, Traffic } from './load.js'
 import { firstLoad, firstLoadBudgetBytes, searchPath, searchTraffic } from './web.js'
 
@@ -35,8 +35,7 @@ const { values: options } = parseArgs({
   },
 })
 const extraEnv: NodeJS.ProcessEnv = Object.fromEntries(options.env.map((setting) => setting.split(/=(.*)/s).slice(0, 2)))
-const podLimit = await podMemoryLimit()
-const podHeap = await podHeapFlags(extraEnv.NODE_OPTIONS)
+const pod = await podRuntime(extraEnv.NODE_OPTIONS)
 const smoke = options.smoke
 const users = smoke ? 1000 : Number(options.users)
 const deepUsers = Number(options['deep-users'])
@@ -127,8 +126,8 @@ async function residentMb(pid: number): Promise<number> {
 /** `settle`: wait until the cache serves hits, which needs a user 1 in the table. */
 async function startApi(env: NodeJS.ProcessEnv, settle = env.CACHE_ENABLED !== 'false'): Promise<ServerProcess> {
   const server = await startServerProcess(
-    { RATE_LIMIT_MAX: '0', API_WRITES_OPEN: 'true', LOG_LEVEL: logLevel, ...imageMallocEnv(), ...extraEnv, ...env },
-    { keepOutput: false, nodeArgs: podHeap },
+    { RATE_LIMIT_MAX: '0', API_WRITES_OPEN: 'true', LOG_LEVEL: logLevel, ...pod.env, ...extraEnv, ...env },
+    { keepOutput: false, nodeArgs: pod.nodeArgs },
   )
   servers.add(server)
   if (settle) await cacheSettled(server.url)
@@ -362,7 +361,7 @@ async function main(): Promise<string> {
     `Load: autocannon in its own process, ${connections} connections, ${warmupSeconds} s warm-up then ${durationSeconds} s per scenario. ` +
       `${format(users)} users. API: \`node dist/server.js\`, NODE_ENV=production, LOG_LEVEL=${logLevel}, RATE_LIMIT_MAX=0 unless said, ` +
       `one process unless said; "uncached" is CACHE_ENABLED=false. Errors count non-2xx answers, socket errors and time-outs. ` +
-      `Heap as in the API's Kubernetes pod (memory limit ${podLimit.text}) with the image's flags: \`GLIBC_TUNABLES=${imageMallocEnv().GLIBC_TUNABLES} node ${podHeap.join(' ')} dist/server.js\`.` +
+      `Heap as in the API's Kubernetes pod (memory limit ${pod.memoryLimit}) with the image's flags: \`GLIBC_TUNABLES=${pod.env.GLIBC_TUNABLES} node ${pod.nodeArgs.join(' ')} dist/server.js\`.` +
       (options.env.length > 0 ? ` Added to the API's environment: \`${options.env.join(' ')}\`.` : '') +
       (smoke ? ' SMOKE RUN: numbers mean nothing.' : ''),
     '',
