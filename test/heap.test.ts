@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { totalmem } from 'node:os'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { containerMemoryLimit, heapGrowingPercent, nodeOptions, semiSpaceMb, workerHeapFlags } from '../src/config/heap.js'
+import { containerMemoryLimit, heapGrowingPercent, nodeOptions, pretenuringOff, semiSpaceMb, workerHeapFlags } from '../src/config/heap.js'
 import { createTestDatabase } from './support/postgres.js'
 import { startServerProcess } from './support/process.js'
 import { sharedRedis } from './support/redis.js'
@@ -38,23 +38,24 @@ function heapOf(flags: string[]): { limitMb: number; youngMb: number } {
 
 describe('heap sizing', () => {
   it('gives each worker half of its share of the container as old generation, and the young generation and growth this service needs', () => {
-    assert.deepEqual(workerHeapFlags(1024 * mb, 4, []), ['--max-old-space-size=128', semiSpace, growing])
-    assert.deepEqual(workerHeapFlags(1000 * mb, 3, []), ['--max-old-space-size=166', semiSpace, growing])
+    assert.deepEqual(workerHeapFlags(1024 * mb, 4, []), ['--max-old-space-size=128', semiSpace, growing, pretenuringOff])
+    assert.deepEqual(workerHeapFlags(1000 * mb, 3, []), ['--max-old-space-size=166', semiSpace, growing, pretenuringOff])
   })
 
   it('leaves the old generation to V8 without a memory limit', () => {
-    assert.deepEqual(workerHeapFlags(undefined, 2, []), [semiSpace, growing])
+    assert.deepEqual(workerHeapFlags(undefined, 2, []), [semiSpace, growing, pretenuringOff])
   })
 
   it('keeps what the command line or NODE_OPTIONS set, in either spelling', () => {
     const limit = 1024 * mb
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--enable-source-maps', '--max-http-header-size=32768']), ['--max-old-space-size=256', semiSpace, growing])
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-old-space-size=200']), [semiSpace, growing])
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--max_old_space_size=200']), [semiSpace, growing])
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-old-space-size-percentage=40']), [semiSpace, growing])
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-semi-space-size=4']), ['--max-old-space-size=256', growing])
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-heap-size=300']), [growing])
-    assert.deepEqual(workerHeapFlags(limit, 2, ['--heap_growing_percent=100']), ['--max-old-space-size=256', semiSpace])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--enable-source-maps', '--max-http-header-size=32768']), ['--max-old-space-size=256', semiSpace, growing, pretenuringOff])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-old-space-size=200']), [semiSpace, growing, pretenuringOff])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--max_old_space_size=200']), [semiSpace, growing, pretenuringOff])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-old-space-size-percentage=40']), [semiSpace, growing, pretenuringOff])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-semi-space-size=4']), ['--max-old-space-size=256', growing, pretenuringOff])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--max-heap-size=300']), [growing, pretenuringOff])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--heap_growing_percent=100']), ['--max-old-space-size=256', semiSpace, pretenuringOff])
+    assert.deepEqual(workerHeapFlags(limit, 2, ['--allocation_site_pretenuring']), ['--max-old-space-size=256', semiSpace, growing])
     assert.deepEqual(nodeOptions(' --no-warnings   --max-semi-space-size=4 '), ['--no-warnings', '--max-semi-space-size=4'])
   })
 
@@ -99,7 +100,7 @@ describe('heap sizing', () => {
       const expected = workerHeapFlags(containerMemoryLimit(), 2, [])
       for (const worker of await workersOf({})) assert.deepEqual(worker.slice(1, -1), expected)
       for (const worker of await workersOf({ NODE_OPTIONS: '--max-semi-space-size=4 --max-old-space-size=300' })) {
-        assert.deepEqual(worker.slice(1, -1), [growing])
+        assert.deepEqual(worker.slice(1, -1), [growing, pretenuringOff])
       }
     } finally {
       await database.drop()

@@ -17,13 +17,24 @@ export const semiSpaceMb = 8
  */
 export const heapGrowingPercent = 60
 
+/**
+ * V8 allocation-site pretenuring: when most objects of one allocation site are still alive at a scavenge, V8 allocates
+ * that site's objects in the old generation from then on. Under a load of cached list pages it made that decision a few
+ * seconds in, and the old generation filled with request garbage that also held each page's 12.5 KB from Redis (old
+ * objects keep what they reference alive through scavenges): a full collection every ~1,100 pages, whatever the
+ * semi-space size. Without pretenuring, 0–1 full collections instead of 22–27 per 30,000 pages and a third to a half
+ * less CPU per page, on Node 20 and 24 (bench/results/2026-11-26-pretenuring.md). Node refuses this flag in NODE_OPTIONS too.
+ */
+export const pretenuringOff = '--no-allocation-site-pretenuring'
+
 const mb = 2 ** 20
 
-/** V8 flags that set each part of the heap, spelt with dashes or underscores. */
+/** V8 flags that set each of the above, spelt with dashes or underscores. */
 const sets = {
   oldSpace: /^--max[-_](?:old[-_]space[-_]size(?:[-_]percentage)?|heap[-_]size)=/,
   semiSpace: /^--max[-_](?:semi[-_]space[-_]size|heap[-_]size)=/,
   growing: /^--heap[-_]growing[-_]percent=/,
+  pretenuring: /^--(?:no[-_])?allocation[-_]site[-_]pretenuring$/,
 }
 
 /**
@@ -44,6 +55,7 @@ export function workerHeapFlags(memoryLimit: number | undefined, workers: number
   const flags: [string, RegExp][] = [
     [`--max-semi-space-size=${semiSpaceMb}`, sets.semiSpace],
     [`--heap-growing-percent=${heapGrowingPercent}`, sets.growing],
+    [pretenuringOff, sets.pretenuring],
   ]
   if (memoryLimit !== undefined) flags.unshift([`--max-old-space-size=${Math.floor(memoryLimit / workers / 2 / mb)}`, sets.oldSpace])
   return flags.filter(([, set]) => !given.some((argument) => set.test(argument))).map(([flag]) => flag)
