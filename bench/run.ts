@@ -230,39 +230,37 @@ async function main(): Promise<string> {
   const mix: Traffic = { kind: 'read-write-mix', maxId: users, writePercent: 10 }
   const ceilingEnv = { BENCH_DATABASE_URL: database.url, BENCH_REDIS_URL: redisUrl }
 
-  const ceilings = {
-    http: await measureCeiling('node:http, fixed JSON', 'http', {}, getById),
-    redisUser: await measureCeiling('node-redis GET, user-sized', 'redis-get', { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.user }, getById),
-    fastifyRedisUser: await measureCeiling(
-      'bare Fastify + node-redis GET, user-sized',
-      'fastify-redis-get',
-      { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.user },
-      getById,
-    ),
-    redisPage: await measureCeiling('node-redis GET, page-sized', 'redis-get', { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.page }, listPages),
-    select: await measureCeiling('pg SELECT by id', 'pg-select', ceilingEnv, getById),
-    insert: await measureCeiling('pg INSERT', 'pg-insert', ceilingEnv, { kind: 'create-unique', tag: 'ceiling' }),
-    update: await measureCeiling('pg UPDATE by id', 'pg-update', ceilingEnv, rename),
-  }
-
+  // Each ceiling is measured right before the first scenario compared with it, so that on a machine whose load
+  // changes from minute to minute both numbers of a ratio see the same load.
   const everyUser: Traffic = { kind: 'get-each-id', maxId: users }
   const everyPage: Traffic = { kind: 'list-each-cursor', maxId: users, limit: 100 }
+  await measureCeiling('node:http, fixed JSON', 'http', {}, getById)
+  const fastifyRedisUser = await measureCeiling(
+    'bare Fastify + node-redis GET, user-sized',
+    'fastify-redis-get',
+    { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.user },
+    getById,
+  )
   await prefill(api.url, everyUser)
-  const cachedGet = await measureApi(api, 'cached GET /users/{id}', getById, ceilings.redisUser)
+  const redisUser = await measureCeiling('node-redis GET, user-sized', 'redis-get', { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.user }, getById)
+  const cachedGet = await measureApi(api, 'cached GET /users/{id}', getById, redisUser)
   await prefill(api.url, everyPage)
-  const cachedList = await measureApi(api, 'cached GET /users?limit=100', listPages, ceilings.redisPage)
-  const create = await measureApi(api, 'POST /users', { kind: 'create-unique', tag: 'api' }, ceilings.insert)
-  const patch = await measureApi(api, 'PATCH /users/{id}', rename, ceilings.update)
+  const redisPage = await measureCeiling('node-redis GET, page-sized', 'redis-get', { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.page }, listPages)
+  const cachedList = await measureApi(api, 'cached GET /users?limit=100', listPages, redisPage)
+  const insert = await measureCeiling('pg INSERT', 'pg-insert', ceilingEnv, { kind: 'create-unique', tag: 'ceiling' })
+  const create = await measureApi(api, 'POST /users', { kind: 'create-unique', tag: 'api' }, insert)
+  const update = await measureCeiling('pg UPDATE by id', 'pg-update', ceilingEnv, rename)
+  const patch = await measureApi(api, 'PATCH /users/{id}', rename, update)
   await prefill(api.url, everyUser)
-  await measureApi(api, '90% GET /users/{id}, 10% PATCH', mix, ceilings.redisUser)
+  await measureApi(api, '90% GET /users/{id}, 10% PATCH', mix, redisUser)
   const passes: number[] = []
   for (const pass of [2, 3]) {
     await prefill(api.url, everyUser)
-    await measureApi(api, `pass ${pass}: cached GET /users/{id}`, getById, ceilings.redisUser)
+    await measureApi(api, `pass ${pass}: cached GET /users/{id}`, getById, redisUser)
     await prefill(api.url, everyPage)
-    await measureApi(api, `pass ${pass}: cached GET /users?limit=100`, listPages, ceilings.redisPage)
+    await measureApi(api, `pass ${pass}: cached GET /users?limit=100`, listPages, redisPage)
     await prefill(api.url, everyUser)
-    passes.push((await measureApi(api, `pass ${pass}: 90% GET, 10% PATCH`, mix, ceilings.redisUser)).rssMb!)
+    passes.push((await measureApi(api, `pass ${pass}: 90% GET, 10% PATCH`, mix, redisUser)).rssMb!)
   }
   await stopApi(api)
 
@@ -274,7 +272,8 @@ async function main(): Promise<string> {
   await stopApi(api)
 
   api = await startApi({ ...cachedEnv, CACHE_ENABLED: 'false' })
-  const uncachedGet = await measureApi(api, 'uncached GET /users/{id}', getById, ceilings.select)
+  const select = await measureCeiling('pg SELECT by id', 'pg-select', ceilingEnv, getById)
+  const uncachedGet = await measureApi(api, 'uncached GET /users/{id}', getById, select)
   let deep: { first: Row; last: Row; search: Row } | undefined
   if (!skipDeep) {
     const { rows: [{ count }] } = await client.query('SELECT count(*)::int AS count FROM users')
@@ -294,7 +293,7 @@ async function main(): Promise<string> {
 
   api = await startApi({ ...cachedEnv, WEB_CONCURRENCY: '2' })
   await prefill(api.url, everyUser)
-  const twoWorkers = await measureApi(api, 'cached GET /users/{id}, 2 workers', getById, ceilings.redisUser)
+  const twoWorkers = await measureApi(api, 'cached GET /users/{id}, 2 workers', getById, redisUser)
   delete twoWorkers.rssMb
   await stopApi(api)
   await client.end()
@@ -341,14 +340,14 @@ async function main(): Promise<string> {
     ),
   ]
 
-  const ofNodeHttp = (requestsPerSecond: number) => format((100 * requestsPerSecond) / ceilings.redisUser.requestsPerSecond)
+  const ofNodeHttp = (requestsPerSecond: number) => format((100 * requestsPerSecond) / redisUser.requestsPerSecond)
   const framework = [
     '## The framework alone',
     '',
     `Not a target, for scale: bare Fastify (no hooks, no logger) with the same Redis GET serves ` +
-      `${ofNodeHttp(ceilings.fastifyRedisUser.requestsPerSecond)}% of the node:http ceiling; the API's cached read, ` +
+      `${ofNodeHttp(fastifyRedisUser.requestsPerSecond)}% of the node:http ceiling; the API's cached read, ` +
       `${ofNodeHttp(cachedGet.result.requestsPerSecond)}% of it, is ` +
-      `${format((100 * cachedGet.result.requestsPerSecond) / ceilings.fastifyRedisUser.requestsPerSecond)}% of bare Fastify's.`,
+      `${format((100 * cachedGet.result.requestsPerSecond) / fastifyRedisUser.requestsPerSecond)}% of bare Fastify's.`,
   ]
 
   const firstStart = await measureFirstStart()
@@ -360,7 +359,7 @@ async function main(): Promise<string> {
       `Node ${versions.node}, PostgreSQL ${versions.postgres}, Redis ${versions.redis}.`,
     `Load: autocannon in its own process, ${connections} connections, ${warmupSeconds} s warm-up then ${durationSeconds} s per scenario. ` +
       `${format(users)} users. API: \`node dist/server.js\`, NODE_ENV=production, LOG_LEVEL=${logLevel}, RATE_LIMIT_MAX=0 unless said, ` +
-      `one process unless said; "uncached" is CACHE_ENABLED=false. Errors count non-2xx answers, socket errors and time-outs. ` +
+      `one process unless said; "uncached" is CACHE_ENABLED=false. Each ceiling is measured right before the first scenario set beside it. Errors count non-2xx answers, socket errors and time-outs. ` +
       `Heap as in the API's Kubernetes pod (memory limit ${pod.memoryLimit}) with the image's flags: \`GLIBC_TUNABLES=${pod.env.GLIBC_TUNABLES} node ${pod.nodeArgs.join(' ')} dist/server.js\`.` +
       (options.env.length > 0 ? ` Added to the API's environment: \`${options.env.join(' ')}\`.` : '') +
       (smoke ? ' SMOKE RUN: numbers mean nothing.' : ''),
