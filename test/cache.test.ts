@@ -102,6 +102,37 @@ describe('the cache protocol', () => {
     })
   }
 
+  it('Redis: writes that commit while an invalidation is under way are invalidated together, by the next script', async () => {
+    const { url, prefix } = await sharedRedis()
+    const cache = await redisCache(url, prefix)
+    const scriptCalls = async () => {
+      const client = createClient({ url })
+      await client.connect()
+      try {
+        const stats = await client.info('commandstats')
+        return [...stats.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0)
+      } finally {
+        client.destroy()
+      }
+    }
+    try {
+      const scopes = Array.from({ length: 50 }, (_, i) => `user:${100 + i}`)
+      for (const scope of scopes) {
+        assert.equal(await cache.read(scope, '', async () => 'old'), 'old')
+        assert.equal(await cache.read(scope, '', async () => 'not loaded: a hit'), 'old')
+      }
+      const before = await scriptCalls()
+      await Promise.all(scopes.map((scope) => cache.invalidate([scope])))
+      assert.equal((await scriptCalls()) - before, 2, 'the first write alone, the 49 that came while it was under way together')
+      for (const scope of scopes) assert.equal(await cache.read(scope, '', async () => 'new'), 'new', scope)
+      await cache.invalidate(['user:100'])
+      assert.equal((await scriptCalls()) - before, 3, 'a lone write sends its own at once')
+      assert.equal(await cache.read('user:100', '', async () => 'newest'), 'newest')
+    } finally {
+      await cache.close()
+    }
+  })
+
   it('the same race check catches the naive delete-on-write cache', async () => {
     const { url, prefix } = await sharedRedis()
     const naive = await new NaiveRedisCache(url, prefix).connect()

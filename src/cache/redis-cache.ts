@@ -162,6 +162,9 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
   private configurationChecked = false
   private refusedForMemory = 0
   private fullReportedAt = -Infinity
+  /** The invalidation in flight, and the scopes of the writes that committed since, sent together when it returns. */
+  private invalidating: Promise<void> | undefined
+  private nextInvalidation: { scopes: Set<string>; sent: Promise<void> } | undefined
 
   constructor(
     private readonly options: RedisCacheOptions,
@@ -291,15 +294,40 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
     )
   }
 
-  /** Sent even while suspended: if Redis takes it late, it still applies it before later commands. */
-  async invalidate(scopes: string[]): Promise<void> {
-    try {
-      const deleted = await this.command(() => this.client.invalidate(this.options.prefix, this.generationTtl, scopes))
-      if (deleted > 0) this.full(deleted)
-    } catch (error) {
-      this.dirty = true
-      this.failed(error)
+  /**
+   * At most one invalidation is in flight: the writes that commit while it is under way are invalidated together by
+   * the next one, sent when it returns (it may have left before they committed, so they cannot count on it). Each
+   * write is acknowledged only after a script sent after its commit has run, as if it had sent its own; a burst of
+   * writes costs Redis one script per round trip instead of one per write, and a lone write waits for nothing.
+   */
+  invalidate(scopes: string[]): Promise<void> {
+    if (this.invalidating === undefined) return this.sendInvalidation(scopes)
+    let next = this.nextInvalidation
+    if (next === undefined) {
+      const batch = new Set<string>()
+      next = this.nextInvalidation = { scopes: batch, sent: this.invalidating.then(() => this.sendInvalidation([...batch])) }
     }
+    for (const scope of scopes) next.scopes.add(scope)
+    return next.sent
+  }
+
+  /** Sent even while suspended: if Redis takes it late, it still applies it before later commands. Never rejects. */
+  private sendInvalidation(scopes: string[]): Promise<void> {
+    this.nextInvalidation = undefined
+    const sent = this.command(() => this.client.invalidate(this.options.prefix, this.generationTtl, scopes)).then(
+      (deleted) => {
+        if (deleted > 0) this.full(deleted)
+      },
+      (error: unknown) => {
+        this.dirty = true
+        this.failed(error)
+      },
+    )
+    const settled: Promise<void> = sent.finally(() => {
+      if (this.invalidating === settled && this.nextInvalidation === undefined) this.invalidating = undefined
+    })
+    this.invalidating = settled
+    return sent
   }
 
   private get generationTtl(): number {
