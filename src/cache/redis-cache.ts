@@ -305,7 +305,8 @@ export class RedisCache extends GenerationalCache<RedisSlot> {
     let next = this.nextInvalidation
     if (next === undefined) {
       const batch = new Set<string>()
-      next = this.nextInvalidation = { scopes: batch, sent: this.invalidating.then(() => this.sendInvalidation([...batch])) }
+      const sent = this.invalidating.then(() => this.sendInvalidation([...batch]))
+      next = this.nextInvalidation = { scopes: batch, sent }
     }
     for (const scope of scopes) next.scopes.add(scope)
     return next.sent

@@ -23,7 +23,8 @@ export const heapGrowingPercent = 60
  * seconds in, and the old generation filled with request garbage that also held each page's 12.5 KB from Redis (old
  * objects keep what they reference alive through scavenges): a full collection every ~1,100 pages, whatever the
  * semi-space size. Without pretenuring, 0–1 full collections instead of 22–27 per 30,000 pages and a third to a half
- * less CPU per page, on Node 20 and 24 (bench/results/2026-11-26-pretenuring.md). Node refuses this flag in NODE_OPTIONS too.
+ * less CPU per page, on Node 20 and 24 (bench/results/2026-11-26-pretenuring.md). Node refuses this flag in
+ * NODE_OPTIONS too.
  */
 export const pretenuringOff = '--no-allocation-site-pretenuring'
 
