@@ -10,7 +10,7 @@ import { readWriteLoad } from './support/freshness.js'
 import { request } from './support/http.js'
 import { NaiveRedisCache, withSlowFills } from './support/naive-cache.js'
 import { createTestDatabase, type TestDatabase } from './support/postgres.js'
-import { sharedRedis, sharedRedisUrl } from './support/redis.js'
+import { scriptCalls, sharedRedis, sharedRedisUrl } from './support/redis.js'
 
 const silent = createLogger('silent')
 
@@ -105,28 +105,18 @@ describe('the cache protocol', () => {
   it('Redis: writes that commit while an invalidation is under way are invalidated together, by the next script', async () => {
     const { url, prefix } = await sharedRedis()
     const cache = await redisCache(url, prefix)
-    const scriptCalls = async () => {
-      const client = createClient({ url })
-      await client.connect()
-      try {
-        const stats = await client.info('commandstats')
-        return [...stats.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0)
-      } finally {
-        client.destroy()
-      }
-    }
     try {
       const scopes = Array.from({ length: 50 }, (_, i) => `user:${100 + i}`)
       for (const scope of scopes) {
         assert.equal(await cache.read(scope, '', async () => 'old'), 'old')
         assert.equal(await cache.read(scope, '', async () => 'not loaded: a hit'), 'old')
       }
-      const before = await scriptCalls()
+      const before = await scriptCalls(url)
       await Promise.all(scopes.map((scope) => cache.invalidate([scope])))
-      assert.equal((await scriptCalls()) - before, 2, 'the first write alone, the 49 that came while it was under way together')
+      assert.equal((await scriptCalls(url)) - before, 2, 'the first write alone, the 49 that came while it was under way together')
       for (const scope of scopes) assert.equal(await cache.read(scope, '', async () => 'new'), 'new', scope)
       await cache.invalidate(['user:100'])
-      assert.equal((await scriptCalls()) - before, 3, 'a lone write sends its own at once')
+      assert.equal((await scriptCalls(url)) - before, 3, 'a lone write sends its own at once')
       assert.equal(await cache.read('user:100', '', async () => 'newest'), 'newest')
     } finally {
       await cache.close()

@@ -13,7 +13,7 @@ import { startApp, type RunningApp } from './support/app.js'
 import { assertProblem, request, type Answer } from './support/http.js'
 import { createTestDatabase, type TestDatabase } from './support/postgres.js'
 import { freePort } from './support/process.js'
-import { ownRedis, type OwnRedis } from './support/redis.js'
+import { ownRedis, scriptCalls, type OwnRedis } from './support/redis.js'
 import { logLines } from './support/log.js'
 
 let database: TestDatabase
@@ -233,18 +233,11 @@ describe('the Redis store, as @fastify/rate-limit calls it', () => {
     assert.ok(hugeLeft > 2 ** 53 - 10_000, `PTTL ${hugeLeft}`)
   })
 
-  /** Script calls Redis has run so far (EVALSHA, and EVAL when a script was not loaded yet). */
-  const scriptCalls = () =>
-    redisCommand(async (client) => {
-      const stats = await client.info('commandstats')
-      return [...stats.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0)
-    })
-
   it('counts concurrent requests for one key with one command, each told what counting it alone would tell', async () => {
     const store = new counters.Store({})
-    const before = await scriptCalls()
+    const before = await scriptCalls(redis.url)
     const counted = await Promise.all(Array.from({ length: 50 }, () => call(store, 'incr', 'together', 10_000, 20)))
-    assert.equal((await scriptCalls()) - before, 2, 'the first request alone, the 49 that came while it was counted together')
+    assert.equal((await scriptCalls(redis.url)) - before, 2, 'the first request alone, the 49 that came while it was counted together')
     assert.deepEqual(counted.map((result) => result.current), Array.from({ length: 50 }, (_, i) => i + 1), 'in order, none twice')
     assert.deepEqual(counted[0], { current: 1, ttl: 10_000 })
     for (const { ttl } of counted) assert.ok(ttl <= 10_000 && ttl > 9_000, `ttl ${ttl}`)

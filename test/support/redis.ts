@@ -44,6 +44,18 @@ export async function sharedRedis(): Promise<{ url: string; prefix: string }> {
   return { url: sharedRedisUrl, prefix }
 }
 
+/** Script calls the Redis at `url` has run so far (EVALSHA, and EVAL when a script was not loaded yet), from INFO commandstats. */
+export async function scriptCalls(url: string): Promise<number> {
+  const client = createClient({ url })
+  await client.connect()
+  try {
+    const stats = await client.info('commandstats')
+    return [...stats.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0)
+  } finally {
+    client.destroy()
+  }
+}
+
 export interface OwnRedis {
   url: string
   start(): Promise<void>
