@@ -1,6 +1,7 @@
 /** The access log's line, written without pino's generic path, is the line pino itself would write. */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createLogger } from '../src/telemetry/logger.js'
 import { startApp, type RunningApp } from './support/app.js'
 import { request } from './support/http.js'
@@ -17,6 +18,11 @@ describe('the access log', () => {
       .split('\n')
       .filter((line) => line.includes('"request completed"'))
       .map((line) => `${line}\n`)
+  /** The access log writes its lines a few milliseconds after their requests completed. */
+  const completedLines = async (count: number) => {
+    for (let waited = 0; completed().length < count && waited < 5000; waited += 10) await sleep(10)
+    return completed()
+  }
   before(async () => {
     database = await createTestDatabase()
     server = await startApp({ DATABASE_URL: database.url, LOG_LEVEL: 'info', RATE_LIMIT_MAX: '0' }, { log: { write: (chunk: string) => void writes.push(chunk) } })
@@ -30,7 +36,7 @@ describe('the access log', () => {
     const paths = ['/users?limit=2&email=Secret%40Example.com', '/users/999', '/users/"quoted"\\path']
     writes.length = 0
     for (const path of paths) await request(server.url, 'GET', path)
-    const written = completed()
+    const written = await completedLines(paths.length)
     assert.equal(written.length, paths.length, written.join(''))
 
     const reference: string[] = []
@@ -51,9 +57,8 @@ describe('the access log', () => {
     writes.length = 0
     const ids = Array.from({ length: 200 }, (_, index) => `concurrent-${index}`)
     await Promise.all(ids.map((id) => request(server.url, 'GET', '/users/1', { headers: { 'x-request-id': id } })))
-    await new Promise((resolve) => setImmediate(resolve))
+    const logged = (await completedLines(ids.length)).map((line) => JSON.parse(line).reqId as string)
     assert.ok(writes.every((chunk) => chunk.endsWith('\n')), 'a write ends in the middle of a line')
-    const logged = completed().map((line) => JSON.parse(line).reqId as string)
     assert.deepEqual(logged.toSorted(), ids.toSorted())
   })
 })
