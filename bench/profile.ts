@@ -69,6 +69,7 @@ const scenarios: Record<string, Scenario> = {
     traffic: { kind: 'list-random-cursor', maxId: users, limit: 100 },
   },
   'uncached-get': { env: { CACHE_ENABLED: 'false' }, traffic: { kind: 'get-random-id', maxId: users } },
+  post: { env: {}, traffic: { kind: 'create-unique', tag: 'profile' } },
   patch: { env: {}, traffic: { kind: 'rename-random-id', maxId: users } },
 }
 const scenario = scenarios[options.scenario!]
