@@ -6,18 +6,17 @@
  * its CPU per request (user + system, /proc) over the requests it answered. The machine slows both
  * alike, so B's CPU as a share of A's holds where either alone moves by a quarter from run to run.
  */
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
 import { createClient } from 'redis'
 import { createTestDatabase } from '../test/support/postgres.js'
-import { freePort, projectRoot } from '../test/support/process.js'
+import { projectRoot, startServerProcess, type ServerProcess } from '../test/support/process.js'
 import { sharedRedis } from '../test/support/redis.js'
 import { cacheSettled } from './cache-settled.js'
-import type { LoadSpec, Traffic } from './load.js'
+import type { Traffic } from './load.js'
 import { podRuntime } from './pod-heap.js'
+import { cpuMs, residentMb } from './process-usage.js'
+import { insertUsers, scenarios, sendLoad } from './scenarios.js'
 
 const { values: options } = parseArgs({
   options: {
@@ -36,38 +35,14 @@ const { values: options } = parseArgs({
 })
 const users = Number(options.users)
 
-interface Scenario {
-  env: NodeJS.ProcessEnv
-  fill?: Traffic
-  traffic: Traffic
-}
-
-const scenarios: Record<string, Scenario> = {
-  'cached-get': { env: {}, fill: { kind: 'get-each-id', maxId: users }, traffic: { kind: 'get-random-id', maxId: users } },
-  'cached-list': {
-    env: {},
-    fill: { kind: 'list-each-cursor', maxId: users, limit: 100 },
-    traffic: { kind: 'list-random-cursor', maxId: users, limit: 100 },
-  },
-  'uncached-get': { env: { CACHE_ENABLED: 'false' }, traffic: { kind: 'get-random-id', maxId: users } },
-  patch: { env: {}, traffic: { kind: 'rename-random-id', maxId: users } },
-}
-const scenario = scenarios[options.scenario!]
-if (!scenario) throw new Error(`--scenario must be one of ${Object.keys(scenarios).join(', ')}`)
+const apiScenarios = Object.entries(scenarios(users)).filter(([, scenario]) => !scenario.ceiling)
+const scenario = Object.fromEntries(apiScenarios)[options.scenario!]
+if (!scenario) throw new Error(`--scenario must be one of ${apiScenarios.map(([name]) => name).join(', ')}`)
 
 const settings = (list: string[]) => Object.fromEntries(list.map((setting) => setting.split(/=(.*)/s).slice(0, 2)))
 
-async function generate(spec: LoadSpec): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/load.ts', JSON.stringify(spec)], {
-    cwd: projectRoot,
-    stdio: ['ignore', 'ignore', 'inherit'],
-  })
-  const [code] = await once(child, 'exit')
-  if (code !== 0) throw new Error(`the load generator exited with ${code}`)
-}
-
 const load = (url: string, traffic: Traffic, length: { requests: number } | { seconds: number }) =>
-  generate({
+  sendLoad({
     url,
     traffic,
     connections: Number(options.connections),
@@ -75,12 +50,6 @@ const load = (url: string, traffic: Traffic, length: { requests: number } | { se
     durationSeconds: 'seconds' in length ? length.seconds : 0,
     requests: 'requests' in length ? length.requests : undefined,
   })
-
-/** User + system CPU of a process so far, in milliseconds (clock ticks are 10 ms on Linux). */
-async function cpuMs(pid: number): Promise<number> {
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
 
 /** Requests the API has answered so far, by its own request-duration histogram. */
 async function answered(url: string): Promise<number> {
@@ -90,38 +59,10 @@ async function answered(url: string): Promise<number> {
   return count
 }
 
-interface Api {
-  name: string
-  url: string
-  pid: number
-  stop(): Promise<void>
-}
-
 /** The built API in `directory`, as the image and the Kubernetes pod run it (see bench/profile.ts). */
-async function startApi(name: string, directory: string, env: NodeJS.ProcessEnv): Promise<Api> {
-  const port = await freePort()
+async function startApi(directory: string, env: NodeJS.ProcessEnv): Promise<ServerProcess> {
   const pod = await podRuntime(env.NODE_OPTIONS)
-  const child = spawn(process.execPath, [...pod.nodeArgs, 'dist/server.js'], {
-    cwd: directory,
-    env: { PATH: process.env.PATH, NODE_ENV: 'production', ...pod.env, ...env, PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  child.stdout!.resume()
-  const exited = once(child, 'exit')
-  const url = `http://127.0.0.1:${port}`
-  while (!(await fetch(`${url}/readyz`).then((answer) => answer.ok, () => false))) {
-    if (child.exitCode !== null) throw new Error(`API ${name} exited with ${child.exitCode}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  return {
-    name,
-    url,
-    pid: child.pid!,
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM')
-      await exited
-    },
-  }
+  return startServerProcess({ ...pod.env, ...env }, { cwd: directory, keepOutput: false, nodeArgs: pod.nodeArgs })
 }
 
 interface Variant {
@@ -144,10 +85,10 @@ const microsPerRequest = (usage: Usage) => (1000 * usage.cpuMs) / usage.requests
  * measured on both sides and the two ratios combined, which divides a side's advantage out.
  */
 async function sideBySide(variants: [Variant, Variant], databaseUrl: string, prefix: string): Promise<[Usage, Usage]> {
-  const apis: Api[] = []
+  const apis: ServerProcess[] = []
   try {
     for (const [side, variant] of variants.entries()) {
-      apis.push(await startApi(variant.name, variant.directory, { ...variant.env, DATABASE_URL: databaseUrl, CACHE_PREFIX: `${prefix}${variant.name}${side}:` }))
+      apis.push(await startApi(variant.directory, { ...variant.env, DATABASE_URL: databaseUrl, CACHE_PREFIX: `${prefix}${variant.name}${side}:` }))
     }
     for (const api of apis) {
       if (scenario!.env.CACHE_ENABLED !== 'false') await cacheSettled(api.url)
@@ -160,11 +101,11 @@ async function sideBySide(variants: [Variant, Variant], databaseUrl: string, pre
       { cpuMs: 0, requests: 0 },
     ]
     for (let round = 1; round <= Number(options.rounds); round++) {
-      const before = await Promise.all(apis.map(async (api) => ({ cpuMs: await cpuMs(api.pid), requests: await answered(api.url) })))
+      const before = await Promise.all(apis.map(async (api) => ({ cpuMs: await cpuMs(api.child.pid!), requests: await answered(api.url) })))
       await Promise.all(apis.map((api) => load(api.url, scenario!.traffic, { seconds: Number(options.seconds) })))
       const used = await Promise.all(
         apis.map(async (api, side) => ({
-          cpuMs: (await cpuMs(api.pid)) - before[side]!.cpuMs,
+          cpuMs: (await cpuMs(api.child.pid!)) - before[side]!.cpuMs,
           requests: (await answered(api.url)) - before[side]!.requests,
         })),
       )
@@ -175,6 +116,8 @@ async function sideBySide(variants: [Variant, Variant], databaseUrl: string, pre
       const [first, second] = used.map(microsPerRequest) as [number, number]
       console.log(`| ${variants[0].name} then ${variants[1].name}, round ${round} | ${first.toFixed(1)} | ${second.toFixed(1)} | ${used[0]!.requests} | ${used[1]!.requests} |`)
     }
+    const rss = await Promise.all(apis.map((api) => residentMb(api.child.pid!)))
+    console.log(`| ${variants[0].name} then ${variants[1].name}, RSS after (MB) | ${rss[0]!.toFixed(0)} | ${rss[1]!.toFixed(0)} | | |`)
     return variants[0].name === 'A' ? totals : [totals[1], totals[0]]
   } finally {
     await Promise.all(apis.map((api) => api.stop()))
@@ -195,14 +138,10 @@ try {
   const a: Variant = { name: 'A', directory: projectRoot, env }
   const b: Variant = { name: 'B', directory: options['api-dir']!, env: { ...env, ...settings(options['env-b']) } }
   // Migrated by the first API started, filled before any is loaded.
-  const migrated = startApi('migration', projectRoot, { ...env, DATABASE_URL: database.url, CACHE_ENABLED: 'false' })
-  await (await migrated).stop()
+  await (await startApi(projectRoot, { ...env, DATABASE_URL: database.url, CACHE_ENABLED: 'false' })).stop()
   const client = new pg.Client({ connectionString: database.url })
   await client.connect()
-  await client.query(`INSERT INTO users (name, email) SELECT 'User ' || g, 'user-' || g || '@bench.example.com' FROM generate_series(1, $1::int) g`, [
-    users,
-  ])
-  await client.query('ANALYZE users')
+  await insertUsers(client, 1, users)
   await client.end()
 
   console.log(`## ${options.scenario}: A = this build, B = ${options['api-dir']} ${options['env-b']!.join(' ')}\n`)

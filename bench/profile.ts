@@ -17,8 +17,10 @@ import { createTestDatabase } from '../test/support/postgres.js'
 import { freePort, projectRoot, type ServerProcess } from '../test/support/process.js'
 import { sharedRedis } from '../test/support/redis.js'
 import { cacheLookups, cacheSettled, type CacheLookups } from './cache-settled.js'
+import type { Traffic } from './load.js'
 import { podRuntime } from './pod-heap.js'
-import type { LoadSpec, Traffic } from './load.js'
+import { cpuMs, residentMb } from './process-usage.js'
+import { insertUsers, scenarios, sendLoad } from './scenarios.js'
 
 const { values: options } = parseArgs({
   options: {
@@ -39,68 +41,16 @@ const { values: options } = parseArgs({
 const users = Number(options.users)
 const requests = Number(options.requests)
 
-interface Scenario {
-  /** Instead of the API: a ceiling of bench/ceilings.ts, against a value shaped as the API's user, or page of 100. */
-  ceiling?: 'redis-get' | 'fastify-redis-get'
-  ceilingValue?: 'user' | 'page'
-  env: NodeJS.ProcessEnv
-  fill?: Traffic
-  traffic: Traffic
-}
-
-const scenarios: Record<string, Scenario> = {
-  'cached-get': { env: {}, fill: { kind: 'get-each-id', maxId: users }, traffic: { kind: 'get-random-id', maxId: users } },
-  'cached-list': {
-    env: {},
-    fill: { kind: 'list-each-cursor', maxId: users, limit: 100 },
-    traffic: { kind: 'list-random-cursor', maxId: users, limit: 100 },
-  },
-  'cached-get-rate-limited': {
-    env: { RATE_LIMIT_MAX: '1000000000' },
-    fill: { kind: 'get-each-id', maxId: users },
-    traffic: { kind: 'get-random-id', maxId: users },
-  },
-  'ceiling-redis-get': { ceiling: 'redis-get', ceilingValue: 'user', env: {}, traffic: { kind: 'get-random-id', maxId: users } },
-  'ceiling-fastify-redis-get': { ceiling: 'fastify-redis-get', ceilingValue: 'user', env: {}, traffic: { kind: 'get-random-id', maxId: users } },
-  'ceiling-redis-get-page': {
-    ceiling: 'redis-get',
-    ceilingValue: 'page',
-    env: {},
-    traffic: { kind: 'list-random-cursor', maxId: users, limit: 100 },
-  },
-  'uncached-get': { env: { CACHE_ENABLED: 'false' }, traffic: { kind: 'get-random-id', maxId: users } },
-  post: { env: {}, traffic: { kind: 'create-unique', tag: 'profile' } },
-  patch: { env: {}, traffic: { kind: 'rename-random-id', maxId: users } },
-}
-const scenario = scenarios[options.scenario!]
-if (!scenario) throw new Error(`--scenario must be one of ${Object.keys(scenarios).join(', ')}`)
-
-async function generate(spec: LoadSpec): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'bench/load.ts'), JSON.stringify(spec)], {
-    cwd: projectRoot,
-    stdio: ['ignore', 'ignore', 'inherit'],
-  })
-  const [code] = await once(child, 'exit')
-  if (code !== 0) throw new Error(`the load generator exited with ${code}`)
-}
+const scenario = scenarios(users)[options.scenario!]
+if (!scenario) throw new Error(`--scenario must be one of ${Object.keys(scenarios(users)).join(', ')}`)
 
 const send = (url: string, traffic: Traffic, count: number) =>
-  generate({ url, traffic, connections: Number(options.connections), warmupSeconds: 0, durationSeconds: 0, requests: count })
-
-/** User + system CPU of a process so far, in milliseconds (clock ticks are 10 ms on Linux). */
-async function cpuMs(pid: number): Promise<number> {
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
+  sendLoad({ url, traffic, connections: Number(options.connections), warmupSeconds: 0, durationSeconds: 0, requests: count })
 
 /** Read and write system calls of a process so far (/proc/<pid>/io: syscr, syscw). */
 async function syscalls(pid: number): Promise<{ reads: number; writes: number }> {
   const io = await readFile(`/proc/${pid}/io`, 'utf8')
   return { reads: Number(/^syscr: (\d+)/m.exec(io)![1]), writes: Number(/^syscw: (\d+)/m.exec(io)![1]) }
-}
-
-async function residentMb(pid: number): Promise<number> {
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
 }
 
 /** The V8 heap in MB, as GET /metrics reports it: committed (total) and live (used) of every space, and the young generation's share. */
@@ -238,11 +188,7 @@ try {
     })
     const client = new pg.Client({ connectionString: database.url })
     await client.connect()
-    await client.query(
-      `INSERT INTO users (name, email) SELECT 'User ' || g, 'user-' || g || '@bench.example.com' FROM generate_series(1, $1::int) g`,
-      [users],
-    )
-    await client.query('ANALYZE users')
+    await insertUsers(client, 1, users)
     await client.end()
     if (scenario.env.CACHE_ENABLED !== 'false') await cacheSettled(api.url)
     if (scenario.fill) await send(api.url, scenario.fill, users)

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -16,8 +16,10 @@ import { freePort, projectRoot, startServerProcess, type ServerProcess } from '.
 import { sharedRedis } from '../test/support/redis.js'
 import { cacheSettled } from './cache-settled.js'
 import { measureFirstStart } from './first-start.js'
-import { podRuntime } from './pod-heap.js'
 import type { LoadResult, LoadSpec, Traffic } from './load.js'
+import { podRuntime } from './pod-heap.js'
+import { residentMb } from './process-usage.js'
+import { insertUsers } from './scenarios.js'
 import { firstLoad, firstLoadBudgetBytes, searchPath, searchTraffic } from './web.js'
 
 const { values: options } = parseArgs({
@@ -118,11 +120,6 @@ async function measureCeiling(name: string, kind: string, env: NodeJS.ProcessEnv
   }
 }
 
-async function residentMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8')
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) / 1024
-}
-
 /** `settle`: wait until the cache serves hits, which needs a user 1 in the table. */
 async function startApi(env: NodeJS.ProcessEnv, settle = env.CACHE_ENABLED !== 'false'): Promise<ServerProcess> {
   const server = await startServerProcess(
@@ -144,14 +141,6 @@ async function measureApi(server: ServerProcess, scenario: string, traffic: Traf
   const row = { scenario, result, ceiling, rssMb: await residentMb(server.child.pid!) }
   rows.push(row)
   return row
-}
-
-async function insertUsers(client: pg.Client, from: number, to: number): Promise<void> {
-  await client.query(
-    `INSERT INTO users (name, email) SELECT 'User ' || g, 'user-' || g || '@bench.example.com' FROM generate_series($1::int, $2::int) g`,
-    [from, to],
-  )
-  await client.query('ANALYZE users')
 }
 
 const format = (value: number, digits = 0) => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
