@@ -81,8 +81,9 @@ const microsPerRequest = (usage: Usage) => (1000 * usage.cpuMs) / usage.requests
 /**
  * Both variants started and loaded side by side, one round after another. Two APIs side by side do not
  * share the machine evenly: the same build against itself cost 5–11 % more per request on one side
- * than on the other, round after round, whichever was started or loaded first. So each variant is
- * measured on both sides and the two ratios combined, which divides a side's advantage out.
+ * than on the other, round after round, and not because that side was started or loaded second. So
+ * each variant is measured on both sides and the two ratios combined, which divides a side's
+ * advantage out.
  */
 async function sideBySide(variants: [Variant, Variant], databaseUrl: string, prefix: string): Promise<[Usage, Usage]> {
   const apis: ServerProcess[] = []
