@@ -16,7 +16,7 @@ import { cacheSettled } from './cache-settled.js'
 import type { Traffic } from './load.js'
 import { podRuntime } from './pod-heap.js'
 import { cpuMs, residentMb } from './process-usage.js'
-import { insertUsers, scenarios, sendLoad } from './scenarios.js'
+import { envSettings, insertUsers, scenarios, sendLoad } from './scenarios.js'
 
 const { values: options } = parseArgs({
   options: {
@@ -38,8 +38,6 @@ const users = Number(options.users)
 const apiScenarios = Object.entries(scenarios(users)).filter(([, scenario]) => !scenario.ceiling)
 const scenario = Object.fromEntries(apiScenarios)[options.scenario!]
 if (!scenario) throw new Error(`--scenario must be one of ${apiScenarios.map(([name]) => name).join(', ')}`)
-
-const settings = (list: string[]) => Object.fromEntries(list.map((setting) => setting.split(/=(.*)/s).slice(0, 2)))
 
 const load = (url: string, traffic: Traffic, length: { requests: number } | { seconds: number }) =>
   sendLoad({
@@ -134,10 +132,10 @@ try {
     API_WRITES_OPEN: 'true',
     LOG_LEVEL: 'info',
     ...scenario.env,
-    ...settings(options.env),
+    ...envSettings(options.env),
   }
   const a: Variant = { name: 'A', directory: projectRoot, env }
-  const b: Variant = { name: 'B', directory: options['api-dir']!, env: { ...env, ...settings(options['env-b']) } }
+  const b: Variant = { name: 'B', directory: options['api-dir']!, env: { ...env, ...envSettings(options['env-b']) } }
   // Migrated by the first API started, filled before any is loaded.
   await (await startApi(projectRoot, { ...env, DATABASE_URL: database.url, CACHE_ENABLED: 'false' })).stop()
   const client = new pg.Client({ connectionString: database.url })

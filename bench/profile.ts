@@ -20,7 +20,7 @@ import { cacheLookups, cacheSettled, type CacheLookups } from './cache-settled.j
 import type { Traffic } from './load.js'
 import { podRuntime } from './pod-heap.js'
 import { cpuMs, residentMb } from './process-usage.js'
-import { insertUsers, scenarios, sendLoad } from './scenarios.js'
+import { envSettings, insertUsers, scenarios, sendLoad } from './scenarios.js'
 
 const { values: options } = parseArgs({
   options: {
@@ -184,7 +184,7 @@ try {
       API_WRITES_OPEN: 'true',
       LOG_LEVEL: 'info',
       ...scenario.env,
-      ...Object.fromEntries(options.env.map((setting) => setting.split(/=(.*)/s).slice(0, 2))),
+      ...envSettings(options.env),
     })
     const client = new pg.Client({ connectionString: database.url })
     await client.connect()

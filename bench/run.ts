@@ -19,7 +19,7 @@ import { measureFirstStart } from './first-start.js'
 import type { LoadResult, LoadSpec, Traffic } from './load.js'
 import { podRuntime } from './pod-heap.js'
 import { residentMb } from './process-usage.js'
-import { insertUsers } from './scenarios.js'
+import { envSettings, insertUsers } from './scenarios.js'
 import { firstLoad, firstLoadBudgetBytes, searchPath, searchTraffic } from './web.js'
 
 const { values: options } = parseArgs({
@@ -36,7 +36,7 @@ const { values: options } = parseArgs({
     env: { type: 'string', multiple: true, default: [] },
   },
 })
-const extraEnv: NodeJS.ProcessEnv = Object.fromEntries(options.env.map((setting) => setting.split(/=(.*)/s).slice(0, 2)))
+const extraEnv = envSettings(options.env)
 const pod = await podRuntime(extraEnv.NODE_OPTIONS)
 const smoke = options.smoke
 const users = smoke ? 1000 : Number(options.users)

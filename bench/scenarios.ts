@@ -42,6 +42,10 @@ export function scenarios(users: number): Record<string, Scenario> {
   }
 }
 
+/** `--env KEY=VALUE` options as environment settings (the value may hold `=`). */
+export const envSettings = (list: string[]): NodeJS.ProcessEnv =>
+  Object.fromEntries(list.map((setting) => setting.split(/=(.*)/s).slice(0, 2)))
+
 /** Users `from` to `to`, in one statement, and fresh planner statistics. */
 export async function insertUsers(client: pg.Client, from: number, to: number): Promise<void> {
   await client.query(
