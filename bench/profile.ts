@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
+import { pino } from 'pino'
 import { createClient } from 'redis'
+import { migrate } from '../src/database/migrations.js'
 import { createTestDatabase } from '../test/support/postgres.js'
 import { freePort, projectRoot, type ServerProcess } from '../test/support/process.js'
 import { sharedRedis } from '../test/support/redis.js'
@@ -137,10 +139,12 @@ async function startApi(env: NodeJS.ProcessEnv): Promise<ServerProcess> {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   // The access log goes down a pipe, as it does to a container's log collector, and is dropped here.
-  child.stdout!.resume()
+  let output = ''
+  child.stdout!.on('data', (chunk: Buffer) => void (scenario!.ceiling && (output += chunk)))
   const exited = once(child, 'exit')
   const url = `http://127.0.0.1:${port}`
-  while (!(await fetch(`${url}/${scenario!.ceiling ? '' : 'readyz'}`).then((answer) => answer.ok, () => false))) {
+  const ready = () => (scenario!.ceiling ? Promise.resolve(output.includes('ready\n')) : fetch(`${url}/readyz`).then((answer) => answer.ok, () => false))
+  while (!(await ready())) {
     if (child.exitCode !== null) throw new Error(`the API exited with ${child.exitCode}`)
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
@@ -152,6 +156,18 @@ async function startApi(env: NodeJS.ProcessEnv): Promise<ServerProcess> {
       if (child.exitCode === null) child.kill(signal)
       return (await exited)[0] as number | null
     },
+  }
+}
+
+/** The users table, as the API would create it, with `users` users in it. */
+async function migrateAndFill(url: string): Promise<void> {
+  const pool = new pg.Pool({ connectionString: url, max: 1 })
+  try {
+    await migrate(pool, pino({ level: 'warn' }))
+    const client = await pool.connect()
+    await insertUsers(client, 1, users).finally(() => client.release())
+  } finally {
+    await pool.end()
   }
 }
 
@@ -174,7 +190,8 @@ try {
     await writer.connect()
     await writer.set(key, JSON.stringify(value))
     writer.destroy()
-    api = await startApi({ BENCH_REDIS_URL: redis.url, BENCH_REDIS_KEY: key })
+    if (scenario.ceiling.startsWith('pg-')) await migrateAndFill(database.url)
+    api = await startApi({ BENCH_REDIS_URL: redis.url, BENCH_REDIS_KEY: key, BENCH_DATABASE_URL: database.url })
   } else {
     api = await startApi({
       DATABASE_URL: database.url,

@@ -5,8 +5,8 @@ import { projectRoot } from '../test/support/process.js'
 import type { LoadSpec, Traffic } from './load.js'
 
 export interface Scenario {
-  /** Instead of the API: a ceiling of bench/ceilings.ts, against a value shaped as the API's user, or page of 100. */
-  ceiling?: 'redis-get' | 'fastify-redis-get'
+  /** Instead of the API: a ceiling of bench/ceilings.ts; a Redis one against a value shaped as the API's user, or page of 100. */
+  ceiling?: 'redis-get' | 'fastify-redis-get' | 'pg-select' | 'pg-insert' | 'pg-update'
   ceilingValue?: 'user' | 'page'
   env: NodeJS.ProcessEnv
   /** Sent once before the traffic, so that a cached scenario measures hits. */
@@ -36,6 +36,9 @@ export function scenarios(users: number): Record<string, Scenario> {
       env: {},
       traffic: { kind: 'list-random-cursor', maxId: users, limit: 100 },
     },
+    'ceiling-pg-select': { ceiling: 'pg-select', env: {}, traffic: { kind: 'get-random-id', maxId: users } },
+    'ceiling-pg-insert': { ceiling: 'pg-insert', env: {}, traffic: { kind: 'create-unique', tag: 'profile' } },
+    'ceiling-pg-update': { ceiling: 'pg-update', env: {}, traffic: { kind: 'rename-random-id', maxId: users } },
     'uncached-get': { env: { CACHE_ENABLED: 'false' }, traffic: { kind: 'get-random-id', maxId: users } },
     post: { env: {}, traffic: { kind: 'create-unique', tag: 'profile' } },
     patch: { env: {}, traffic: { kind: 'rename-random-id', maxId: users } },
