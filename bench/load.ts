@@ -82,7 +82,10 @@ const run = (length: { duration: number } | { amount: number }) =>
   })
 
 if (spec.requests !== undefined) {
+  const before = process.cpuUsage()
   await run({ amount: spec.requests })
+  const { user, system } = process.cpuUsage(before)
+  process.stdout.write(JSON.stringify({ cpuMs: (user + system) / 1000 }))
   process.exit(0)
 }
 if (spec.warmupSeconds > 0) await run({ duration: spec.warmupSeconds })

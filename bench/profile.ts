@@ -21,7 +21,7 @@ import { sharedRedis } from '../test/support/redis.js'
 import { cacheLookups, cacheSettled, type CacheLookups } from './cache-settled.js'
 import type { Traffic } from './load.js'
 import { podRuntime } from './pod-heap.js'
-import { cpuMs, residentMb } from './process-usage.js'
+import { cpuMs, residentMb, treeCpuMs, treeCpuMsBetween } from './process-usage.js'
 import { envSettings, insertUsers, scenarios, sendLoad } from './scenarios.js'
 
 const { values: options } = parseArgs({
@@ -159,6 +159,26 @@ async function startApi(env: NodeJS.ProcessEnv): Promise<ServerProcess> {
   }
 }
 
+/** The local process of a service (its process id, when /proc shows it as `command`), whose CPU time can be read. */
+async function localProcess(pid: number, command: string): Promise<number | undefined> {
+  const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')
+  return comm.startsWith(command) ? pid : undefined
+}
+
+/** Redis's process, and PostgreSQL's postmaster (the parent of every backend), when they run on this machine. */
+async function serviceProcesses(databaseUrl: string, redisUrl: string): Promise<{ redis?: number; postgres?: number }> {
+  const redisClient = createClient({ url: redisUrl })
+  await redisClient.connect()
+  const redisPid = Number(/process_id:(\d+)/.exec(await redisClient.info('server'))?.[1])
+  redisClient.destroy()
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  const backend = Number((await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid)
+  await client.end()
+  const postmaster = Number((await readFile(`/proc/${backend}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ')[1])
+  return { redis: await localProcess(redisPid, 'redis'), postgres: await localProcess(postmaster, 'postgres') }
+}
+
 /** The users table, as the API would create it, with `users` users in it. */
 async function migrateAndFill(url: string): Promise<void> {
   const pool = new pg.Pool({ connectionString: url, max: 1 })
@@ -217,11 +237,20 @@ try {
   const callsBefore = await syscalls(pid)
   const lookupsBefore = await lookupsOf(api.url)
   const collectionsBefore = await garbageCollections(api.url)
+  const services = await serviceProcesses(database.url, redis.url)
+  const serviceUsage = async () => ({
+    redis: services.redis === undefined ? undefined : await cpuMs(services.redis),
+    postgres: services.postgres === undefined ? undefined : await treeCpuMs(services.postgres),
+  })
+  const servicesBefore = await serviceUsage()
   const measuredFromMicros = Number(process.hrtime.bigint() / 1000n)
   const startedAt = performance.now()
-  await send(api.url, scenario.traffic, requests)
+  const loadCpu = (await send(api.url, scenario.traffic, requests))!
   const seconds = (performance.now() - startedAt) / 1000
   const cpu = (await cpuMs(pid)) - before
+  const servicesAfter = await serviceUsage()
+  const redisCpu = servicesAfter.redis! - servicesBefore.redis!
+  const postgresCpu = servicesAfter.postgres && treeCpuMsBetween(servicesBefore.postgres!, servicesAfter.postgres)
   const calls = await syscalls(pid)
   const lookups = await lookupsOf(api.url)
   const collections = await garbageCollections(api.url)
@@ -231,6 +260,12 @@ try {
   api = undefined
   console.log(`## ${options.scenario}: ${requests.toLocaleString('en-US')} requests, ${options.connections} connections\n`)
   console.log(`- API CPU per request: ${((1000 * cpu) / requests).toFixed(1)} µs (user + system, ${cpu} ms in all)`)
+  const micros = (ms: number) => `${((1000 * ms) / requests).toFixed(1)} µs`
+  const shares = [`the load generator ${micros(loadCpu)}`]
+  if (services.redis !== undefined) shares.push(`Redis ${micros(redisCpu)}`)
+  if (postgresCpu !== undefined) shares.push(`PostgreSQL ${micros(postgresCpu)}`)
+  const machineCpu = cpu + loadCpu + (services.redis === undefined ? 0 : redisCpu) + (postgresCpu ?? 0)
+  console.log(`- and per request: ${shares.join(', ')}; the whole machine ${micros(machineCpu)} (what sets throughput once every core is busy)`)
   const perRequest = (count: number) => (count / requests).toFixed(2)
   console.log(`- system calls per request: ${perRequest(calls.reads - callsBefore.reads)} reads, ${perRequest(calls.writes - callsBefore.writes)} writes`)
   if (lookups) console.log(`- cache: ${lookups.hit - lookupsBefore!.hit} hits, ${lookups.miss - lookupsBefore!.miss} misses, ${lookups.error - lookupsBefore!.error} errors`)

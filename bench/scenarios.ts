@@ -58,12 +58,18 @@ export async function insertUsers(client: pg.Client, from: number, to: number): 
   await client.query('ANALYZE users')
 }
 
-/** Runs the load generator in a process of its own, until it has sent what `spec` says; its report is dropped. */
-export async function sendLoad(spec: LoadSpec): Promise<void> {
+/**
+ * Runs the load generator in a process of its own, until it has sent `spec.requests` requests (or for
+ * `spec.durationSeconds`); resolves to the CPU time it spent sending a number of requests (undefined for a duration).
+ */
+export async function sendLoad(spec: LoadSpec): Promise<number | undefined> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/load.ts', JSON.stringify(spec)], {
     cwd: projectRoot,
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', 'pipe', 'inherit'],
   })
+  let report = ''
+  child.stdout.on('data', (chunk: Buffer) => (report += chunk))
   const [code] = await once(child, 'exit')
   if (code !== 0) throw new Error(`the load generator exited with ${code}`)
+  return spec.requests === undefined ? undefined : (JSON.parse(report) as { cpuMs: number }).cpuMs
 }
