@@ -34,7 +34,10 @@ interface Deadline {
 /**
  * The commands waiting for an answer under one timeout, oldest first, so deadlines come in order:
  * one timer, armed for the oldest command still waiting, serves all of them, instead of a timer, a
- * race and a `finally` per command. The timer never holds the process open.
+ * race and a `finally` per command. The timer never holds the process open. Redis answers a
+ * connection's commands in order, so answered commands leave from the front at once: the queue holds
+ * those in flight, not every command of the last `timeoutMs` (thousands, which every minor garbage
+ * collection would copy until they are old enough to be promoted).
  */
 class DeadlineQueue {
   private readonly waiting: Deadline[] = []
@@ -47,6 +50,12 @@ class DeadlineQueue {
     this.waiting.push(deadline)
     this.timer ??= setTimeout(this.expire, this.timeoutMs).unref()
     return deadline
+  }
+
+  answered(deadline: Deadline): void {
+    deadline.reject = undefined
+    const waiting = this.waiting
+    while (waiting.length > 0 && waiting[0]!.reject === undefined) waiting.shift()
   }
 
   private readonly expire = () => {
@@ -74,11 +83,11 @@ export function withDeadline<T>(work: () => Promise<T>, timeoutMs: number): Prom
     const deadline = deadlines.add(reject)
     work().then(
       (value) => {
-        deadline.reject = undefined
+        deadlines.answered(deadline)
         resolve(value)
       },
       (error: unknown) => {
-        deadline.reject = undefined
+        deadlines.answered(deadline)
         reject(error)
       },
     )
