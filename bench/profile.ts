@@ -174,8 +174,8 @@ async function serviceProcesses(databaseUrl: string, redisUrl: string): Promise<
   const client = new pg.Client({ connectionString: databaseUrl })
   await client.connect()
   const backend = Number((await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid)
-  await client.end()
   const postmaster = Number((await readFile(`/proc/${backend}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ')[1])
+  await client.end()
   return { redis: await localProcess(redisPid, 'redis'), postgres: await localProcess(postmaster, 'postgres') }
 }
 
