@@ -2,6 +2,8 @@
  * What Node, Redis and PostgreSQL allow on this machine, without the API: bare `node:http` servers
  * that do only the one I/O a scenario needs. `node --import tsx bench/ceilings.ts <kind> <port>`
  * with BENCH_DATABASE_URL, BENCH_REDIS_URL and BENCH_REDIS_KEY; prints `ready` once it listens.
+ * BENCH_RESPONSE_HEADERS (a JSON object) gives the headers to answer with, instead of a content type
+ * alone: the API's own, so that the load generator reads the same answers from both.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import Fastify from 'fastify'
@@ -67,6 +69,7 @@ async function handlerFor(kind: CeilingKind): Promise<Handler> {
 }
 
 const [kind, port] = process.argv.slice(2) as [CeilingKind, string]
+const responseHeaders = JSON.parse(process.env.BENCH_RESPONSE_HEADERS ?? '{"content-type":"application/json"}') as Record<string, string>
 const handle = await handlerFor(kind)
 
 /** The same Redis GET behind bare Fastify (no hooks, no logger): what the framework itself costs. */
@@ -74,7 +77,7 @@ async function listenFastify(): Promise<() => Promise<unknown>> {
   const app = Fastify()
   const reply = async (request: { raw: IncomingMessage }) => handle(request.raw, '')
   for (const url of ['/', '/users', '/users/:id']) {
-    app.get(url, (request, response) => reply(request).then((payload) => response.type('application/json').send(payload)))
+    app.get(url, (request, response) => reply(request).then((payload) => response.headers(responseHeaders).send(payload)))
   }
   await app.listen({ port: Number(port), host: '127.0.0.1' })
   return () => app.close()
@@ -85,7 +88,7 @@ async function listenNodeHttp(): Promise<() => Promise<unknown>> {
     readBody(request)
       .then((body) => handle(request, body))
       .then(
-        (payload) => response.writeHead(200, { 'content-type': 'application/json' }).end(payload),
+        (payload) => response.writeHead(200, responseHeaders).end(payload),
         () => response.writeHead(500).end(),
       )
   })
