@@ -33,7 +33,13 @@ describe('the access log', () => {
   })
 
   it('writes one line per request, as pino would, emails redacted', async () => {
-    const paths = ['/users?limit=2&email=Secret%40Example.com', '/users/999', '/users/"quoted"\\path']
+    const paths = [
+      '/users?limit=2&email=Secret%40Example.com',
+      '/users/999',
+      '/users/"quoted"\\path',
+      '/users?%65mail=Hidden%40Example.com&limit=1',
+      '/users?limit=1&EMAIL=Other%40Example.com&q=mail',
+    ]
     writes.length = 0
     for (const path of paths) await request(server.url, 'GET', path)
     const written = await completedLines(paths.length)
@@ -50,7 +56,9 @@ describe('the access log', () => {
     assert.deepEqual(written.map(withoutTime), reference.map(withoutTime))
     assert.deepEqual(Object.keys(JSON.parse(written[0]!)), ['level', 'time', 'pid', 'hostname', 'reqId', 'req', 'res', 'responseTime', 'msg'])
     assert.match(written[0]!, /"url":"\/users\?limit=2&email=\[redacted\]"/)
-    assert.doesNotMatch(written.join(''), /secret/i)
+    assert.match(written[3]!, /"url":"\/users\?%65mail=\[redacted\]&limit=1"/)
+    assert.match(written[4]!, /"url":"\/users\?limit=1&EMAIL=\[redacted\]&q=mail"/)
+    assert.doesNotMatch(written.join(''), /secret|hidden|other/i)
   })
 
   it('writes the line of every concurrent request whole and once', async () => {

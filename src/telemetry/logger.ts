@@ -11,10 +11,31 @@ export function requestId(request: IncomingMessage): string {
   return typeof incoming === 'string' && acceptedRequestId.test(incoming) ? incoming : randomUUID()
 }
 
+/** Only a query string with one of these can have an `email` parameter (its name may be percent-encoded). */
+const mayNameEmail = /mail|%/i
+
+/** A parameter's name as the query-string parser reads it; as written when it is not valid percent-encoding. */
+function decodedName(name: string): string {
+  try {
+    return decodeURIComponent(name.replaceAll('+', ' '))
+  } catch {
+    return name
+  }
+}
+
 /** Emails are personal data: they stay out of the logs, query strings included. */
 export function withoutPersonalData(url: string): string {
-  if (!url.includes('?')) return url
-  return url.replace(/([?&]email=)[^&]*/gi, '$1[redacted]')
+  const start = url.indexOf('?')
+  if (start === -1) return url
+  const query = url.slice(start + 1)
+  if (!mayNameEmail.test(query)) return url
+  const parameters = query.split('&').map((parameter) => {
+    const separator = parameter.indexOf('=')
+    if (separator === -1) return parameter
+    const name = parameter.slice(0, separator)
+    return decodedName(name).toLowerCase() === 'email' ? `${name}=[redacted]` : parameter
+  })
+  return `${url.slice(0, start + 1)}${parameters.join('&')}`
 }
 
 /** JSON lines on stdout, or on `destination` (tests read what was logged); one write may hold several lines. */
