@@ -89,11 +89,8 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      const query = {
-        ...request.query,
-        email: request.query.email?.trim().toLowerCase(),
-        q: request.query.q?.trim() || undefined,
-      }
+      const { limit, after, email, q } = request.query
+      const query: ListQuery = { limit, after, email: email?.trim().toLowerCase(), q: q?.trim() || undefined }
       const encoded = await cache.read(
         listScope,
         pageQuery(query, query.after ?? 0),
