@@ -85,8 +85,10 @@ async function listenFastify(): Promise<() => Promise<unknown>> {
 
 async function listenNodeHttp(): Promise<() => Promise<unknown>> {
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
-    readBody(request)
-      .then((body) => handle(request, body))
+    // A GET has no body to read: the Redis and SELECT ceilings answer at once, as Fastify does.
+    const body = request.method === 'GET' ? Promise.resolve('') : readBody(request)
+    body
+      .then((text) => handle(request, text))
       .then(
         (payload) => response.writeHead(200, responseHeaders).end(payload),
         () => response.writeHead(500).end(),
