@@ -52,6 +52,19 @@ interface Ceiling {
   requestsPerSecond: number
 }
 
+/** A ceiling started once and kept running, measured around every scenario set beside it (see measureApi). */
+interface CeilingServer {
+  name: string
+  kind: string
+  env: NodeJS.ProcessEnv
+  /** The ceiling's own traffic (its writes carry their own tag, its mix counterpart is the GET alone). */
+  traffic: Traffic
+  server?: Promise<{ url: string; pid: number }>
+  warm: boolean
+}
+
+const ceilingServer = (name: string, kind: string, env: NodeJS.ProcessEnv, traffic: Traffic): CeilingServer => ({ name, kind, env, traffic, warm: false })
+
 interface Row {
   scenario: string
   result: LoadResult
@@ -83,8 +96,17 @@ async function generate(spec: LoadSpec): Promise<string> {
   return collect(child).finally(() => children.delete(child))
 }
 
-const load = async (url: string, traffic: Traffic) =>
-  JSON.parse(await generate({ url, traffic, connections, warmupSeconds, durationSeconds })) as LoadResult
+const load = async (url: string, traffic: Traffic, seconds = { warmup: warmupSeconds, duration: durationSeconds }) =>
+  JSON.parse(await generate({ url, traffic, connections, warmupSeconds: seconds.warmup, durationSeconds: seconds.duration })) as LoadResult
+
+/** Two runs of the same length as one: their rates and percentiles averaged, their counts added. */
+const bothHalves = (first: LoadResult, second: LoadResult): LoadResult => ({
+  requestsPerSecond: (first.requestsPerSecond + second.requestsPerSecond) / 2,
+  p50Ms: (first.p50Ms + second.p50Ms) / 2,
+  p99Ms: (first.p99Ms + second.p99Ms) / 2,
+  requests: first.requests + second.requests,
+  errors: first.errors + second.errors,
+})
 
 /** Reads every user, or every page, once: a cached scenario measures hits, not fills. */
 const prefill = (url: string, traffic: Traffic) => generate({ url, traffic, connections, warmupSeconds: 0, durationSeconds: 0, requests: users })
@@ -142,9 +164,26 @@ async function stopApi(server: ServerProcess): Promise<void> {
   await server.stop()
 }
 
-async function measureApi(server: ServerProcess, scenario: string, traffic: Traffic, ceiling?: Ceiling): Promise<Row> {
+/**
+ * A scenario, and the ceiling set beside it run for half the time right before it and half right after: the
+ * machine's load, which changes from minute to minute here, then weighs on both numbers of the ratio alike (a slow
+ * drift cancels out), and each ratio has its own ceiling instead of one measured minutes earlier.
+ */
+async function measureApi(server: ServerProcess, scenario: string, traffic: Traffic, ceiling?: Ceiling | CeilingServer): Promise<Row> {
+  if (ceiling === undefined || !('kind' in ceiling)) {
+    const result = await load(server.url, traffic)
+    const row = { scenario, result, ceiling, rssMb: await residentMb(server.child.pid!) }
+    rows.push(row)
+    return row
+  }
+  const around = await (ceiling.server ??= startCeiling(ceiling.kind, ceiling.env))
+  const before = await load(around.url, ceiling.traffic, { warmup: ceiling.warm ? 0 : warmupSeconds, duration: durationSeconds / 2 })
+  ceiling.warm = true
   const result = await load(server.url, traffic)
-  const row = { scenario, result, ceiling, rssMb: await residentMb(server.child.pid!) }
+  const rssMb = await residentMb(server.child.pid!)
+  const ceilingResult = bothHalves(before, await load(around.url, ceiling.traffic, { warmup: 0, duration: durationSeconds / 2 }))
+  rows.push({ scenario: `ceiling: ${ceiling.name}, around the next row`, result: ceilingResult, rssMb: await residentMb(around.pid) })
+  const row = { scenario, result, rssMb, ceiling: { name: ceiling.name, requestsPerSecond: ceilingResult.requestsPerSecond } }
   rows.push(row)
   return row
 }
@@ -232,21 +271,19 @@ async function main(): Promise<string> {
   const userEnv = { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.user, BENCH_RESPONSE_HEADERS: responseHeaders(userAnswer) }
   const pageEnv = { ...ceilingEnv, BENCH_REDIS_KEY: ceilingKeys.page, BENCH_RESPONSE_HEADERS: responseHeaders(pageAnswer) }
 
-  // Each ceiling is measured right before the first scenario compared with it, so that on a machine whose load
-  // changes from minute to minute both numbers of a ratio see the same load.
   const everyUser: Traffic = { kind: 'get-each-id', maxId: users }
   const everyPage: Traffic = { kind: 'list-each-cursor', maxId: users, limit: 100 }
   await measureCeiling('node:http, fixed JSON', 'http', {}, getById)
   const fastifyRedisUser = await measureCeiling('bare Fastify + node-redis GET, user-sized', 'fastify-redis-get', userEnv, getById)
   await prefill(api.url, everyUser)
-  const redisUser = await measureCeiling('node-redis GET, user-sized', 'redis-get', userEnv, getById)
+  const redisUser = ceilingServer('node-redis GET, user-sized', 'redis-get', userEnv, getById)
   const cachedGet = await measureApi(api, 'cached GET /users/{id}', getById, redisUser)
   await prefill(api.url, everyPage)
-  const redisPage = await measureCeiling('node-redis GET, page-sized', 'redis-get', pageEnv, listPages)
+  const redisPage = ceilingServer('node-redis GET, page-sized', 'redis-get', pageEnv, listPages)
   const cachedList = await measureApi(api, 'cached GET /users?limit=100', listPages, redisPage)
-  const insert = await measureCeiling('pg INSERT', 'pg-insert', ceilingEnv, { kind: 'create-unique', tag: 'ceiling' })
+  const insert = ceilingServer('pg INSERT', 'pg-insert', ceilingEnv, { kind: 'create-unique', tag: 'ceiling' })
   const create = await measureApi(api, 'POST /users', { kind: 'create-unique', tag: 'api' }, insert)
-  const update = await measureCeiling('pg UPDATE by id', 'pg-update', ceilingEnv, rename)
+  const update = ceilingServer('pg UPDATE by id', 'pg-update', ceilingEnv, rename)
   const patch = await measureApi(api, 'PATCH /users/{id}', rename, update)
   await prefill(api.url, everyUser)
   await measureApi(api, '90% GET /users/{id}, 10% PATCH', mix, redisUser)
@@ -277,7 +314,7 @@ async function main(): Promise<string> {
   await stopApi(api)
 
   api = await startApi({ ...cachedEnv, CACHE_ENABLED: 'false' })
-  const select = await measureCeiling('pg SELECT by id', 'pg-select', userEnv, getById)
+  const select = ceilingServer('pg SELECT by id', 'pg-select', userEnv, getById)
   const uncachedGet = await measureApi(api, 'uncached GET /users/{id}', getById, select)
   let deep: { first: Row; last: Row; search: Row } | undefined
   if (!skipDeep) {
@@ -345,7 +382,7 @@ async function main(): Promise<string> {
     ),
   ]
 
-  const ofNodeHttp = (requestsPerSecond: number) => format((100 * requestsPerSecond) / redisUser.requestsPerSecond)
+  const ofNodeHttp = (requestsPerSecond: number) => format((100 * requestsPerSecond) / cachedGet.ceiling!.requestsPerSecond)
   const framework = [
     '## The framework alone',
     '',
@@ -364,7 +401,7 @@ async function main(): Promise<string> {
       `Node ${versions.node}, PostgreSQL ${versions.postgres}, Redis ${versions.redis}.`,
     `Load: autocannon in its own process, ${connections} connections, ${warmupSeconds} s warm-up then ${durationSeconds} s per scenario. ` +
       `${format(users)} users. API: \`node dist/server.js\`, NODE_ENV=production, LOG_LEVEL=${logLevel}, RATE_LIMIT_MAX=0 unless said, ` +
-      `one process unless said; "uncached" is CACHE_ENABLED=false. Each ceiling is measured right before the first scenario set beside it; the read ceilings (node-redis GET, pg SELECT) answer with the API's own headers, so the load generator reads the same answers from both. Errors count non-2xx answers, socket errors and time-outs. ` +
+      `one process unless said; "uncached" is CACHE_ENABLED=false. A ratio's ceiling runs for half the scenario's time right before it and half right after (its row shows both halves averaged), so that the machine's changing load weighs on both alike; the read ceilings (node-redis GET, pg SELECT) answer with the API's own headers, so the load generator reads the same answers from both. Errors count non-2xx answers, socket errors and time-outs. ` +
       `Heap as in the API's Kubernetes pod (memory limit ${pod.memoryLimit}) with the image's flags: \`GLIBC_TUNABLES=${pod.env.GLIBC_TUNABLES} node ${pod.nodeArgs.join(' ')} dist/server.js\`.` +
       (options.env.length > 0 ? ` Added to the API's environment: \`${options.env.join(' ')}\`.` : '') +
       (smoke ? ' SMOKE RUN: numbers mean nothing.' : ''),
