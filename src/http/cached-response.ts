@@ -23,7 +23,7 @@ function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
 
 /** The encoded response as a string, or as the UTF-8 bytes of one (a large value read from Redis). */
 export function sendEncodedResponse(request: FastifyRequest, reply: FastifyReply, encoded: CachedValue): FastifyReply {
-  const newline = encoded.indexOf('\n', etagLength)
+  const newline = typeof encoded === 'string' ? encoded.indexOf('\n', etagLength) : encoded.indexOf(0x0a, etagLength)
   const head = typeof encoded === 'string' ? encoded.slice(0, newline) : encoded.toString('utf8', 0, newline)
   const etag = head.slice(0, etagLength)
   reply.header('etag', etag)
