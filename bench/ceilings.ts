@@ -90,7 +90,8 @@ async function listenNodeHttp(): Promise<() => Promise<unknown>> {
     body
       .then((text) => handle(request, text))
       .then(
-        (payload) => response.writeHead(200, responseHeaders).end(payload),
+        // With its length known, as Fastify sends it: without, Node sends the body chunked, which costs both sides more.
+        (payload) => response.writeHead(200, { ...responseHeaders, 'content-length': Buffer.byteLength(payload) }).end(payload),
         () => response.writeHead(500).end(),
       )
   })
