@@ -23,8 +23,8 @@ async function childrenOf(pid: number): Promise<number[]> {
 }
 
 /**
- * CPU time of a process and of its children (PostgreSQL's postmaster and its backends and workers),
- * by process id. A process that exits before the second reading drops out of the difference.
+ * CPU time of a process and of its children (Redis alone; PostgreSQL's postmaster and its backends
+ * and workers), by process id. A process that exits before the second reading drops out of the difference.
  */
 export async function treeCpuMs(pid: number): Promise<Map<number, number>> {
   const usage = new Map<number, number>()

@@ -165,8 +165,8 @@ async function localProcess(pid: number, command: string): Promise<number | unde
   return comm.startsWith(command) ? pid : undefined
 }
 
-/** Redis's process, and PostgreSQL's postmaster (the parent of every backend), when they run on this machine. */
-async function serviceProcesses(databaseUrl: string, redisUrl: string): Promise<{ redis?: number; postgres?: number }> {
+/** Redis's process and PostgreSQL's postmaster (the parent of every backend), by name, those that run on this machine. */
+async function serviceProcesses(databaseUrl: string, redisUrl: string): Promise<[name: string, pid: number][]> {
   const redisClient = createClient({ url: redisUrl })
   await redisClient.connect()
   const redisPid = Number(/process_id:(\d+)/.exec(await redisClient.info('server'))?.[1])
@@ -176,7 +176,11 @@ async function serviceProcesses(databaseUrl: string, redisUrl: string): Promise<
   const backend = Number((await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid)
   const postmaster = Number((await readFile(`/proc/${backend}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ')[1])
   await client.end()
-  return { redis: await localProcess(redisPid, 'redis'), postgres: await localProcess(postmaster, 'postgres') }
+  const local: [string, number | undefined][] = [
+    ['Redis', await localProcess(redisPid, 'redis')],
+    ['PostgreSQL', await localProcess(postmaster, 'postgres')],
+  ]
+  return local.filter((service): service is [string, number] => service[1] !== undefined)
 }
 
 /** The users table, as the API would create it, with `users` users in it. */
@@ -238,10 +242,7 @@ try {
   const lookupsBefore = await lookupsOf(api.url)
   const collectionsBefore = await garbageCollections(api.url)
   const services = await serviceProcesses(database.url, redis.url)
-  const serviceUsage = async () => ({
-    redis: services.redis === undefined ? undefined : await cpuMs(services.redis),
-    postgres: services.postgres === undefined ? undefined : await treeCpuMs(services.postgres),
-  })
+  const serviceUsage = () => Promise.all(services.map(([, pid]) => treeCpuMs(pid)))
   const servicesBefore = await serviceUsage()
   const measuredFromMicros = Number(process.hrtime.bigint() / 1000n)
   const startedAt = performance.now()
@@ -249,8 +250,7 @@ try {
   const seconds = (performance.now() - startedAt) / 1000
   const cpu = (await cpuMs(pid)) - before
   const servicesAfter = await serviceUsage()
-  const redisCpu = servicesAfter.redis! - servicesBefore.redis!
-  const postgresCpu = servicesAfter.postgres && treeCpuMsBetween(servicesBefore.postgres!, servicesAfter.postgres)
+  const serviceCpu = services.map(([name], index) => ({ name, ms: treeCpuMsBetween(servicesBefore[index]!, servicesAfter[index]!) }))
   const calls = await syscalls(pid)
   const lookups = await lookupsOf(api.url)
   const collections = await garbageCollections(api.url)
@@ -261,10 +261,8 @@ try {
   console.log(`## ${options.scenario}: ${requests.toLocaleString('en-US')} requests, ${options.connections} connections\n`)
   console.log(`- API CPU per request: ${((1000 * cpu) / requests).toFixed(1)} µs (user + system, ${cpu} ms in all)`)
   const micros = (ms: number) => `${((1000 * ms) / requests).toFixed(1)} µs`
-  const shares = [`the load generator ${micros(loadCpu)}`]
-  if (services.redis !== undefined) shares.push(`Redis ${micros(redisCpu)}`)
-  if (postgresCpu !== undefined) shares.push(`PostgreSQL ${micros(postgresCpu)}`)
-  const machineCpu = cpu + loadCpu + (services.redis === undefined ? 0 : redisCpu) + (postgresCpu ?? 0)
+  const shares = [`the load generator ${micros(loadCpu)}`, ...serviceCpu.map(({ name, ms }) => `${name} ${micros(ms)}`)]
+  const machineCpu = serviceCpu.reduce((sum, { ms }) => sum + ms, cpu + loadCpu)
   console.log(`- and per request: ${shares.join(', ')}; the whole machine ${micros(machineCpu)} (what sets throughput once every core is busy)`)
   const perRequest = (count: number) => (count / requests).toFixed(2)
   console.log(`- system calls per request: ${perRequest(calls.reads - callsBefore.reads)} reads, ${perRequest(calls.writes - callsBefore.writes)} writes`)
